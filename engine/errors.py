@@ -1,0 +1,162 @@
+"""ESE error numbers and the one exception type every jetstore failure raises.
+
+The numbers are ESE's own (``published/inc/jethdr.w``), so that an operator who
+knows ``esentutl`` output or a ``JET_err*`` from another ESE application reads
+ours the same way.  There is exactly one table, ``ERRORS``: the constants below,
+``JetError.name`` and the compat layer (``jetstore.engine.jet``) are all derived
+from it.  Positive numbers are ESE warnings; they are listed for completeness
+and never raised.
+"""
+
+from __future__ import annotations
+
+ERRORS: dict[str, int] = {
+    # Log files (ese-backup-spec section 7)
+    "JET_errLogFileCorrupt": -501,
+    "JET_errNoBackupDirectory": -503,
+    "JET_errBackupDirectoryNotEmpty": -504,
+    "JET_errBackupInProgress": -505,
+    "JET_errRestoreInProgress": -506,
+    "JET_errMissingPreviousLogFile": -509,
+    "JET_errLogWriteFail": -510,
+    "JET_errLogGenerationMismatch": -513,
+    "JET_errBadLogVersion": -514,
+    "JET_errInvalidLogSequence": -515,
+    "JET_errLoggingDisabled": -516,
+    "JET_errLogSequenceEnd": -519,
+    "JET_errNoBackup": -520,
+    "JET_errInvalidBackupSequence": -521,
+    "JET_errBackupNotAllowedYet": -523,
+    "JET_errDeleteBackupFileFail": -524,
+    "JET_errMakeBackupDirectoryFail": -525,
+    "JET_errInvalidBackup": -526,
+    "JET_errRecoveredWithErrors": -527,
+    "JET_errMissingLogFile": -528,
+    "JET_errLogDiskFull": -529,
+    "JET_errBadLogSignature": -530,
+    "JET_errBadDbSignature": -531,
+    "JET_errBadCheckpointSignature": -532,
+    "JET_errCheckpointCorrupt": -533,
+    "JET_errMissingPatchPage": -534,
+    "JET_errBadPatchPage": -535,
+    "JET_errRedoAbruptEnded": -536,
+    "JET_errPatchFileMissing": -538,
+    "JET_errDatabaseLogSetMismatch": -539,
+    "JET_errLogFileSizeMismatch": -541,
+    "JET_errCheckpointFileNotFound": -542,
+    "JET_errRequiredLogFilesMissing": -543,
+    "JET_errSoftRecoveryOnBackupDatabase": -544,
+    "JET_errStreamingDataNotLogged": -549,
+    "JET_errDatabaseDirtyShutdown": -550,
+    "JET_errConsistentTimeMismatch": -551,
+    "JET_errDatabasePatchFileMismatch": -552,
+    "JET_errEndingRestoreLogTooLow": -553,
+    "JET_errStartingRestoreLogTooHigh": -554,
+    "JET_errGivenLogFileHasBadSignature": -555,
+    "JET_errGivenLogFileIsNotContiguous": -556,
+    "JET_errMissingRestoreLogFiles": -557,
+    "JET_wrnExistingLogFileHasBadSignature": 558,
+    "JET_wrnExistingLogFileIsNotContiguous": 559,
+    "JET_errMissingFullBackup": -560,
+    "JET_errBadBackupDatabaseSize": -561,
+    "JET_errMissingCurrentLogFiles": -565,
+    "JET_errMissingFileToBackup": -569,
+    "JET_errLogTornWriteDuringHardRestore": -570,
+    "JET_errLogTornWriteDuringHardRecovery": -571,
+    "JET_errLogCorruptDuringHardRestore": -573,
+    "JET_errLogCorruptDuringHardRecovery": -574,
+    "JET_errCommittedLogFilesMissing": -582,
+    "JET_errCommittedLogFileCorrupt": -586,
+    "JET_errLogSequenceChecksumMismatch": -590,
+    "JET_errExistingLogFileHasBadSignature": -610,
+    "JET_errExistingLogFileIsNotContiguous": -611,
+    "JET_errLogReadVerifyFailure": -612,
+    "JET_errCheckpointDepthTooDeep": -614,
+    "JET_errRestoreOfNonBackupDatabase": -615,
+    "JET_errLogFileNotCopied": -616,
+    "JET_errSurrogateBackupInProgress": -617,
+    # ESE keeps -800 internal (errBackupAbortByCaller); we raise it for an abort
+    # requested over the API or the control socket.
+    "JET_errBackupAbortByCaller": -800,
+    "JET_errBackupAbortByServer": -801,
+    "JET_errInvalidGrbit": -900,
+    # Instance and API
+    "JET_errTermInProgress": -1000,
+    "JET_errFeatureNotAvailable": -1001,
+    "JET_errInvalidName": -1002,
+    "JET_errInvalidParameter": -1003,
+    "JET_errDatabaseFileReadOnly": -1008,
+    "JET_errOutOfMemory": -1011,
+    "JET_errOutOfDatabaseSpace": -1012,
+    "JET_errReadVerifyFailure": -1018,
+    "JET_errPageNotInitialized": -1019,
+    "JET_errDiskReadVerificationFailure": -1021,
+    "JET_errDiskIO": -1022,
+    "JET_errInvalidPath": -1023,
+    "JET_errInvalidLogDirectory": -1025,
+    "JET_errRecordTooBig": -1026,
+    "JET_errInvalidDatabase": -1028,
+    "JET_errNotInitialized": -1029,
+    "JET_errAlreadyInitialized": -1030,
+    "JET_errFileAccessDenied": -1032,
+    "JET_errNotInTransaction": -1054,
+    "JET_errRunningInOneInstanceMode": -1080,
+    "JET_errRunningInMultiInstanceMode": -1081,
+    "JET_errInstanceUnavailable": -1090,
+    "JET_errDatabaseUnavailable": -1091,
+    "JET_errInstanceUnavailableDueToFatalLogDiskFull": -1092,
+    "JET_errWriteConflict": -1102,
+    "JET_errTransTooDeep": -1103,
+    "JET_errInvalidSesid": -1104,
+    "JET_errInTransaction": -1108,
+    "JET_errReadPgnoVerifyFailure": -1118,
+    "JET_errReadLostFlushVerifyFailure": -1119,
+    "JET_errRecoveryVerifyFailure": -1123,
+    "JET_errDatabaseNotFound": -1203,
+    "JET_errDatabaseCorrupted": -1206,
+    "JET_errPageSizeMismatch": -1213,
+    "JET_errAttachedDatabaseMismatch": -1216,
+    "JET_errDatabaseAttachedForRecovery": -1231,
+    "JET_errTableDuplicate": -1303,
+    "JET_errObjectNotFound": -1305,
+    "JET_errClientRequestToStopJetService": -1329,
+    "JET_errKeyTruncated": -346,
+    "JET_errDiskFull": -1808,
+    "JET_errFileNotFound": -1811,
+    "JET_errAfterInitialization": -1850,
+    "JET_errLogCorrupted": -1852,
+    "JET_errSessionSharingViolation": -1910,
+    "JET_errRollbackError": -1917,
+    "JET_errCallbackFailed": -2101,
+    "JET_errOSSnapshotInvalidSequence": -2401,
+    "JET_errOSSnapshotTimeOut": -2402,
+    "JET_errOSSnapshotNotAllowed": -2403,
+    "JET_errFileIOBeyondEOF": -4001,
+}
+
+# ESE's jethdr.w defines a second name for one number; it resolves to the
+# primary entry rather than duplicating a row of the table.
+ALIASES: dict[str, str] = {"JET_errDatabaseInconsistent": "JET_errDatabaseDirtyShutdown"}
+
+NAMES: dict[int, str] = {number: name for name, number in ERRORS.items()}
+assert len(NAMES) == len(ERRORS), "two names share one ESE number"
+
+
+class JetError(Exception):
+    """A failure with ESE's number (``err``), its name and a message naming the place."""
+
+    def __init__(self, err: int | str, message: str = "") -> None:
+        if isinstance(err, str):
+            err = ERRORS[ALIASES.get(err, err)]
+        self.err: int = err
+        self.name: str = NAMES.get(err, f"JET_err{err}")
+        self.message = message
+        super().__init__(f"{self.name} ({err}): {message}" if message else f"{self.name} ({err})")
+
+    def __reduce__(self):  # survives pickling across processes as the same error
+        return (JetError, (self.err, self.message))
+
+
+def err_number(name: str) -> int:
+    """The ESE number of ``name`` (aliases included); KeyError for unknown names."""
+    return ERRORS[ALIASES.get(name, name)]

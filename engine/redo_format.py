@@ -1,0 +1,48 @@
+"""Payload of the logical redo records carried by the log (``log_format`` frames them).
+
+Each payload is one msgpack array ``[kind, body]``:
+
+    kind  name          body
+       1  COMMIT        [[table, [[key, value], ...]], ...]   value nil = delete
+       2  CREATE_TABLE  table
+       3  DROP_TABLE    table
+
+A commit's puts and deletes are its final write set (one entry per key), so
+replaying a record twice leaves the same state: replay may start anywhere at or
+before the checkpoint LSN without harm.  Table names are str, keys and values
+bytes.
+"""
+
+from __future__ import annotations
+
+import msgpack
+
+from .errors import JetError
+
+COMMIT = 1
+CREATE_TABLE = 2
+DROP_TABLE = 3
+KIND_NAMES = {COMMIT: "commit", CREATE_TABLE: "create-table", DROP_TABLE: "drop-table"}
+
+WriteSet = dict[str, dict[bytes, "bytes | None"]]
+
+
+def encode_commit(writes: WriteSet) -> bytes:
+    return msgpack.packb(
+        [COMMIT, [[table, list(kv.items())] for table, kv in writes.items()]], use_bin_type=True
+    )
+
+
+def encode_table_op(kind: int, table: str) -> bytes:
+    return msgpack.packb([kind, table], use_bin_type=True)
+
+
+def decode(payload: bytes, where: str) -> tuple[int, object]:
+    """(kind, body); a payload that passed its CRC but does not parse is corruption."""
+    try:
+        kind, body = msgpack.unpackb(payload, use_list=True)
+    except Exception as exc:  # msgpack raises several unrelated types on bad input
+        raise JetError("JET_errLogCorrupted", f"{where}: undecodable redo record: {exc}") from exc
+    if kind not in KIND_NAMES:
+        raise JetError("JET_errLogCorrupted", f"{where}: unknown redo record kind {kind!r}")
+    return kind, body

@@ -1,0 +1,558 @@
+"""The in-process storage engine: one instance directory, no sockets, no processes.
+
+``Storage`` ties the formats together - the database file with its two meta
+slots, the pager and its copy-on-write trees, the log stream - into
+transactions, checkpoints and crash recovery.  The buffer manager actor hosts
+one ``Storage``; tests drive it directly.
+
+Directory layout (DESIGN.md section 3)::
+
+    DIR/jet.edb                 database pages
+    DIR/logs/jetXXXXXXXX.log    log generations
+
+A commit is validated, checked for write conflicts, appended to the log as
+one logical redo record, applied to the trees, and (unless lazy) made durable
+by an fdatasync of the log before ``commit`` returns.  A checkpoint makes the
+log durable through everything applied (write-ahead rule), writes the dirty
+pages and the free list, fsyncs, then writes the meta slot and fsyncs again.
+Recovery opens the newest valid meta and replays every redo record at or after
+its checkpoint LSN.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from . import btree, redo_format
+from .errors import JetError
+from .fileio import DEFAULT_ENV, Env
+from .log import LogReader, LogStream
+from .log_format import lsn_gen
+from .meta_format import (
+    DB_CLEAN,
+    DB_DIRTY,
+    DB_JUST_CREATED,
+    FIRST_DATA_PAGE,
+    FLAG_CIRCULAR_EVER,
+    FLAG_LOGGING,
+    META_SLOTS,
+    Meta,
+    page_size_of,
+)
+from .page_format import MAX_PAGE_SIZE, MIN_PAGE_SIZE, PAGE_SIZES
+from .pager import Pager
+from .writeset import WriteSet, check_key, check_range, check_table_name, check_value
+
+DB_FILE = "jet.edb"
+LOG_DIR = "logs"
+
+MIN_LOG_FILE_SIZE = 64 << 10
+MAX_LOG_FILE_SIZE = 1 << 30
+# Automatic checkpoints keep recovery short and the cache from filling with dirty pages.
+CHECKPOINT_LOG_DISTANCE = 4  # generations between the checkpoint and the log tip
+
+
+@dataclass(frozen=True)
+class PinnedCheckpoint:
+    """A durable checkpoint whose pages stay untouched until ``unpin``."""
+
+    seq: int
+    meta: Meta
+
+    @property
+    def meta_page(self) -> bytes:
+        return self.meta.to_page()
+
+
+def fspath(path: str | bytes | os.PathLike) -> str:
+    """Accept str, bytes and PathLike (ESE's A and W entry points), always give str."""
+    try:
+        path = os.fsdecode(os.fspath(path))
+    except TypeError as exc:
+        raise JetError("JET_errInvalidPath", f"not a path: {path!r}") from exc
+    if not path or "\0" in path:
+        raise JetError("JET_errInvalidPath", f"invalid path {path!r}")
+    return path
+
+
+class Transaction:
+    """An open transaction of the in-process engine: reads see its own writes."""
+
+    def __init__(self, storage: Storage, txn_id: int) -> None:
+        self.storage = storage
+        self.txn_id = txn_id
+        self.begin_seq = storage.commit_seq
+        self.writes = WriteSet()
+        self.open = True
+
+    def _live(self) -> None:
+        if not self.open:
+            raise JetError("JET_errNotInTransaction", "the transaction has ended")
+
+    def put(self, table: str, key: bytes, value: bytes) -> None:
+        self._live()
+        self.storage.table_root(check_table_name(table))
+        self.writes.put(table, check_key(key), check_value(value))
+
+    def delete(self, table: str, key: bytes) -> None:
+        self._live()
+        self.storage.table_root(check_table_name(table))
+        self.writes.delete(table, check_key(key))
+
+    def get(self, table: str, key: bytes) -> bytes | None:
+        self._live()
+        written, value = self.writes.lookup(check_table_name(table), check_key(key))
+        return value if written else self.storage.get(table, key)
+
+    def scan(self, table: str, start: bytes | None = None, end: bytes | None = None):
+        self._live()
+        start, end = check_range(start, end)
+        committed = self.storage.scan(table, start, end)
+        return self.writes.overlay_scan(table, committed, start, end)
+
+    def commit(self, lazy: bool = False) -> int:
+        self._live()
+        try:
+            return self.storage.commit(self.writes.tables, self.begin_seq, lazy=lazy)
+        finally:
+            self._end()
+
+    def rollback(self) -> None:
+        self._live()
+        self._end()
+
+    def _end(self) -> None:
+        self.open = False
+        self.storage.active_txns.pop(self.txn_id, None)
+
+
+class Storage:
+    def __init__(self) -> None:  # use Storage.open
+        self.closed = True
+
+    # -- open, create, recover --------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        path: str | bytes | os.PathLike,
+        *,
+        create: bool = True,
+        logging: bool = True,
+        circular_logging: bool = False,
+        page_size: int = 8192,
+        log_file_size: int = 1 << 20,
+        cache_size: int = 64 << 20,
+        auto_checkpoint: bool = True,
+        env: Env = DEFAULT_ENV,
+    ) -> Storage:
+        self = cls()
+        self.path = fspath(path)
+        self.db_path = os.path.join(self.path, DB_FILE)
+        self.logs_path = os.path.join(self.path, LOG_DIR)
+        self.env = env
+        self.logging = bool(logging)
+        self.circular = bool(circular_logging)
+        self.auto_checkpoint = auto_checkpoint
+        self.cache_size = _check_int("cache_size", cache_size, 1 << 20, 1 << 40)
+        page_size = _check_int("page_size", page_size, MIN_PAGE_SIZE, MAX_PAGE_SIZE)
+        if page_size & (page_size - 1):
+            raise JetError("JET_errInvalidParameter", f"page_size {page_size} is not a power of 2")
+        log_file_size = _check_int(
+            "log_file_size", log_file_size, MIN_LOG_FILE_SIZE, MAX_LOG_FILE_SIZE
+        )
+        self.log = None
+        self.failure: JetError | None = None
+        self.commit_seq = 0
+        self.last_write: dict[tuple[str, bytes], int] = {}
+        self.active_txns: dict[int, int] = {}
+        self.next_txn_id = 1
+        self.replayed = 0
+        if not env.exists(self.db_path):
+            if not create:
+                raise JetError("JET_errDatabaseNotFound", f"no database at {self.db_path}")
+            env.makedirs(self.path)
+            self._create_file(page_size, log_file_size)
+        self.file = env.open(self.db_path)
+        try:
+            self._open_existing()
+        except BaseException:
+            self._close_files()
+            raise
+        self.closed = False
+        return self
+
+    def _create_file(self, page_size: int, log_file_size: int) -> None:
+        """A new database: one empty catalog leaf and meta slot 1 (seq 1), state just-created.
+
+        Written under a temporary name and renamed, so a crash leaves either no
+        database or a complete one; the log stream is created on first open.
+        """
+        tmp_path = self.db_path + ".tmp"
+        file = self.env.open(tmp_path, create=True)
+        try:
+            file.truncate(0)
+            pager = Pager(file, page_size, self.cache_size, page_count=FIRST_DATA_PAGE,
+                          sealed_seq=0)  # fmt: skip
+            catalog_root = btree.create(pager)
+            images, freelist_root, free_count = pager.seal(1)
+            meta = Meta(
+                page_size=page_size, seq=1, catalog_root=catalog_root,
+                freelist_root=freelist_root, freelist_count=free_count,
+                page_count=pager.page_count, checkpoint_lsn=0,
+                db_signature=secrets.token_bytes(16), log_signature=secrets.token_bytes(16),
+                state=DB_JUST_CREATED, flags=FLAG_LOGGING if self.logging else 0,
+                log_file_size=log_file_size, created_ns=time.time_ns(),
+            )  # fmt: skip
+            pager.write_pages(images + [(meta.slot, meta.to_page())])
+            file.sync()
+        finally:
+            file.close()
+        self.env.rename(tmp_path, self.db_path)
+        self.env.sync_dir(self.path)
+
+    def _open_existing(self) -> None:
+        meta = read_meta(self.file)
+        self.page_size = meta.page_size
+        self.log_file_size = meta.log_file_size
+        self.meta = meta
+        self.pager = Pager(self.file, meta.page_size, self.cache_size,
+                           page_count=meta.page_count, sealed_seq=meta.seq)  # fmt: skip
+        self.pager.load_freelist(meta.freelist_root)
+        self.tables: dict[str, int] = {
+            key.decode(): int.from_bytes(value, "little")
+            for key, value in btree.scan(self.pager, lambda: meta.catalog_root, None, None)
+        }
+        self.changed_tables: set[str] = set()
+        self.dropped_tables: set[str] = set()
+        if self.logging:
+            self._recover()
+        elif meta.flags & FLAG_LOGGING and meta.state == DB_DIRTY:
+            raise JetError(
+                "JET_errDatabaseDirtyShutdown",
+                f"{self.db_path} was not shut down cleanly and has log files to replay; "
+                "open it with logging enabled to recover",
+            )
+        self.checkpoint(state=DB_DIRTY)
+
+    def _recover(self) -> None:
+        meta = self.meta
+        reader = LogReader(self.env, self.logs_path, signature=meta.log_signature)
+        generations = reader.generations() if self.env.exists(self.logs_path) else []
+        if not generations:
+            if meta.state == DB_DIRTY:
+                raise JetError(
+                    "JET_errRequiredLogFilesMissing",
+                    f"{self.db_path} needs the log from {meta.checkpoint_lsn:#x} on, "
+                    f"and {self.logs_path} holds no generation",
+                )
+            # A new database, or a clean one whose logs were removed: start a new stream.
+            self.log = LogStream.create(
+                self.env, self.logs_path, log_file_size=self.log_file_size,
+                signature=meta.log_signature, circular=self.circular,
+            )  # fmt: skip
+            return
+        for record in reader.records(meta.checkpoint_lsn, context="replay"):
+            self._apply(record.payload, record.lsn, f"{self.logs_path} record {record.lsn:#x}")
+            self.replayed += 1
+        self.log = LogStream.open(
+            self.env, self.logs_path, log_file_size=self.log_file_size,
+            signature=meta.log_signature, circular=self.circular, end_lsn=reader.end_lsn,
+        )  # fmt: skip
+
+    # -- failure -------------------------------------------------------------
+    def _guard(self) -> None:
+        if self.closed:
+            raise JetError("JET_errNotInitialized", f"{self.path} is not open")
+        if self.failure is not None:
+            raise JetError(
+                "JET_errInstanceUnavailable",
+                f"{self.path} stopped after a fatal error: {self.failure}",
+            )
+
+    def _fatal(self, exc: BaseException) -> None:
+        """After a failure half-way through a change, memory and disk disagree: stop."""
+        if self.failure is None:
+            self.failure = exc if isinstance(exc, JetError) else JetError("JET_errDiskIO", str(exc))
+
+    # -- tables ------------------------------------------------------------
+    def table_root(self, table: str) -> int:
+        root = self.tables.get(table)
+        if root is None:
+            raise JetError("JET_errObjectNotFound", f"no table {table!r} in {self.path}")
+        return root
+
+    def list_tables(self) -> list[str]:
+        self._guard()
+        return sorted(self.tables)
+
+    def create_table(self, table: str) -> None:
+        self._guard()
+        check_table_name(table)
+        if table in self.tables:
+            raise JetError("JET_errTableDuplicate", f"table {table!r} already exists")
+        self._log_and_apply(redo_format.encode_table_op(redo_format.CREATE_TABLE, table), False)
+
+    def drop_table(self, table: str) -> None:
+        self._guard()
+        self.table_root(check_table_name(table))
+        self._log_and_apply(redo_format.encode_table_op(redo_format.DROP_TABLE, table), False)
+
+    # -- reads --------------------------------------------------------------
+    def get(self, table: str, key: bytes) -> bytes | None:
+        self._guard()
+        return btree.get(self.pager, self.table_root(check_table_name(table)), check_key(key))
+
+    def scan(
+        self, table: str, start: bytes | None = None, end: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        self._guard()
+        self.table_root(check_table_name(table))
+        start, end = check_range(start, end)
+
+        def current_root() -> int:
+            self._guard()
+            return self.table_root(table)
+
+        return btree.scan(self.pager, current_root, start, end)
+
+    # -- writes ---------------------------------------------------------------
+    def begin(self) -> Transaction:
+        self._guard()
+        txn = Transaction(self, self.next_txn_id)
+        self.active_txns[txn.txn_id] = txn.begin_seq
+        self.next_txn_id += 1
+        return txn
+
+    def commit(
+        self, writes: dict[str, dict[bytes, bytes | None]], begin_seq: int | None, *,
+        lazy: bool = False,
+    ) -> int:  # fmt: skip
+        """Apply one transaction's write set atomically; returns its LSN (0 without a log).
+
+        ``begin_seq`` is ``commit_seq`` when the transaction began; a key that
+        another transaction committed after that fails with JET_errWriteConflict.
+        None means the write set was built and committed in one step.
+        """
+        self._guard()
+        writes = {
+            table: {check_key(k): None if v is None else check_value(v) for k, v in kv.items()}
+            for table, kv in writes.items()
+            if kv
+        }
+        if not writes:
+            return 0
+        for table, kv in writes.items():
+            self.table_root(check_table_name(table))
+            if begin_seq is not None:
+                for key in kv:
+                    if self.last_write.get((table, key), 0) > begin_seq:
+                        raise JetError(
+                            "JET_errWriteConflict",
+                            f"table {table!r} key {key[:32]!r} was committed by another "
+                            "transaction after this one began",
+                        )
+        lsn = self._log_and_apply(redo_format.encode_commit(writes), lazy)
+        self.commit_seq += 1
+        if self.active_txns:
+            for table, kv in writes.items():
+                for key in kv:
+                    self.last_write[(table, key)] = self.commit_seq
+        else:
+            self.last_write.clear()  # no open transaction can conflict with the past
+        return lsn
+
+    def _log_and_apply(self, payload: bytes, lazy: bool) -> int:
+        try:
+            lsn = self.log.append(payload) if self.log else 0
+            self._apply(payload, lsn, "commit")
+            if self.log and not lazy:
+                self.log.sync()
+            if self.auto_checkpoint and self.checkpoint_due():
+                self.checkpoint()
+            self.pager.evict()
+        except BaseException as exc:
+            self._fatal(exc)
+            raise
+        return lsn
+
+    def _apply(self, payload: bytes, lsn: int, where: str) -> None:
+        """Apply one redo record to the trees (commit and replay share this)."""
+        kind, body = redo_format.decode(payload, where)
+        self.pager.current_lsn = lsn
+        if kind == redo_format.COMMIT:
+            for table, items in body:
+                root = self.tables.get(table)
+                if root is None:
+                    raise JetError(
+                        "JET_errLogCorrupted", f"{where}: commit to unknown table {table!r}"
+                    )
+                for key, value in items:
+                    if value is None:
+                        root = btree.delete(self.pager, root, key)[0]
+                    else:
+                        root = btree.put(self.pager, root, key, value)
+                self._set_root(table, root)
+        elif kind == redo_format.CREATE_TABLE:
+            if body not in self.tables:
+                self._set_root(body, btree.create(self.pager))
+        elif body in self.tables:  # DROP_TABLE
+            for pgno in list(btree.walk_pages(self.pager, self.tables.pop(body))):
+                self.pager.free_page(pgno)
+                self.pager.cache.pop(pgno, None)
+                self.pager.dirty.pop(pgno, None)
+            self.changed_tables.add(body)
+
+    def _set_root(self, table: str, root: int) -> None:
+        if self.tables.get(table) != root:
+            self.tables[table] = root
+            self.changed_tables.add(table)
+
+    # -- checkpoints -----------------------------------------------------------
+    def checkpoint_due(self) -> bool:
+        if len(self.pager.dirty) > self.pager.cache_pages // 2:
+            return True
+        return bool(
+            self.log
+            and self.log.current_generation - lsn_gen(self.meta.checkpoint_lsn)
+            >= CHECKPOINT_LOG_DISTANCE
+        )
+
+    def checkpoint(self, *, state: int | None = None) -> Meta:
+        """Make the current trees the durable checkpoint; returns its meta."""
+        if self.failure is not None:
+            raise JetError("JET_errInstanceUnavailable", str(self.failure))
+        try:
+            if self.log:
+                self.log.sync()  # write-ahead: the log covers everything in the pages
+            images, meta = self.seal_checkpoint(state)
+            self.write_checkpoint(images, meta)
+            self.finish_checkpoint(meta)
+        except BaseException as exc:
+            self._fatal(exc)
+            raise
+        return meta
+
+    def seal_checkpoint(self, state: int | None = None) -> tuple[list[tuple[int, bytes]], Meta]:
+        """Snapshot what the next checkpoint holds; later changes copy-on-write around it."""
+        catalog_root = self.meta.catalog_root
+        for table in sorted(self.changed_tables):
+            if table in self.tables:
+                catalog_root = btree.put(self.pager, catalog_root, table.encode(),
+                                         self.tables[table].to_bytes(4, "little"))  # fmt: skip
+            else:
+                catalog_root = btree.delete(self.pager, catalog_root, table.encode())[0]
+        self.changed_tables.clear()
+        seq = self.meta.seq + 1
+        images, freelist_root, free_count = self.pager.seal(seq)
+        flags = self.meta.flags | (FLAG_LOGGING if self.logging else 0)
+        if self.circular:
+            flags |= FLAG_CIRCULAR_EVER
+        meta = self.meta.evolve(
+            seq=seq, catalog_root=catalog_root, freelist_root=freelist_root,
+            freelist_count=free_count, page_count=self.pager.page_count,
+            checkpoint_lsn=self.log.end_lsn if self.log else 0,
+            state=self.meta.state if state is None else state, flags=flags,
+        )  # fmt: skip
+        self.meta = meta
+        return images, meta
+
+    def write_checkpoint(self, images: list[tuple[int, bytes]], meta: Meta) -> None:
+        """The I/O of a sealed checkpoint: pages, fsync, meta slot, fsync."""
+        self.pager.write_pages(images)
+        self.file.sync()
+        self.file.pwrite(meta.to_page(), meta.slot * meta.page_size)
+        self.file.sync()
+
+    def finish_checkpoint(self, meta: Meta) -> None:
+        self.durable_meta = meta
+        self.pager.finish(meta.seq)
+
+    def pin_checkpoint(self) -> PinnedCheckpoint:
+        """Keep the durable checkpoint's pages untouched until ``unpin_checkpoint``."""
+        self._guard()
+        return PinnedCheckpoint(self.pager.pin(), self.durable_meta)
+
+    def unpin_checkpoint(self, pin: PinnedCheckpoint) -> None:
+        self.pager.unpin(pin.seq)
+
+    def used_pages(self, meta: Meta) -> list[int]:
+        """Every page a (durable or pinned) checkpoint references, meta slots excluded."""
+        _holders, free = self.pager.read_freelist(meta.freelist_root)
+        free_set = set(free)
+        return [p for p in range(FIRST_DATA_PAGE, meta.page_count) if p not in free_set]
+
+    # -- close -----------------------------------------------------------------
+    def close(self) -> None:
+        """Clean shutdown: final checkpoint in the clean state, log synced, files closed."""
+        if self.closed:
+            return
+        try:
+            if self.failure is None:
+                self.checkpoint(state=DB_CLEAN)
+        finally:
+            self.closed = True
+            self._close_files()
+
+    def _close_files(self) -> None:
+        if getattr(self, "log", None) is not None:
+            self.log.close()
+        if getattr(self, "file", None) is not None:
+            self.file.close()
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # -- introspection -------------------------------------------------------
+    def stats(self) -> dict:
+        meta = self.durable_meta
+        return {
+            "path": self.path,
+            "page_size": self.page_size,
+            "page_count": self.pager.page_count,
+            "free_pages": len(self.pager.free_now) + len(self.pager.pending),
+            "cache_pages": len(self.pager.cache),
+            "dirty_pages": len(self.pager.dirty),
+            "checkpoint_seq": meta.seq,
+            "checkpoint_lsn": meta.checkpoint_lsn,
+            "log_end_lsn": self.log.end_lsn if self.log else 0,
+            "current_generation": self.log.current_generation if self.log else 0,
+            "oldest_generation": self.log.oldest_generation if self.log else 0,
+            "tables": len(self.tables),
+            "commits": self.commit_seq,
+            "replayed": self.replayed,
+        }
+
+
+def read_meta(file) -> Meta:
+    """The newest valid meta slot; both invalid is JET_errDatabaseCorrupted naming both."""
+    candidates, problems = [], []
+    for size in PAGE_SIZES:
+        for slot in META_SLOTS:
+            page = file.pread(size, slot * size)
+            if len(page) < size or page_size_of(page) != size:
+                continue  # not a slot of this page size: nothing to report
+            try:
+                candidates.append(Meta.from_page(page, slot, file.path))
+            except JetError as exc:
+                problems.append(f"slot {slot}: {exc}")
+    if candidates:
+        return max(candidates, key=lambda m: m.seq)
+    if not any(file.pread(MIN_PAGE_SIZE, 0)):
+        raise JetError("JET_errInvalidDatabase", f"{file.path} is empty: not a jetstore database")
+    detail = "; ".join(problems) or "neither slot has the jetstore magic and a known page size"
+    raise JetError("JET_errDatabaseCorrupted", f"{file.path}: no valid meta slot ({detail})")
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> int:
+    if type(value) is not int or not low <= value <= high:
+        raise JetError(
+            "JET_errInvalidParameter", f"{name}={value!r} must be an int in [{low}, {high}]"
+        )
+    return value
