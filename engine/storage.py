@@ -171,6 +171,7 @@ class Storage:
         self.active_txns: dict[int, int] = {}
         self.next_txn_id = 1
         self.replayed = 0
+        self.pins: list[PinnedCheckpoint] = []
         if not env.exists(self.db_path):
             if not create:
                 raise JetError("JET_errDatabaseNotFound", f"no database at {self.db_path}")
@@ -470,13 +471,26 @@ class Storage:
     def finish_checkpoint(self, meta: Meta) -> None:
         self.durable_meta = meta
         self.pager.finish(meta.seq)
+        if self.circular and self.log:
+            self.log.truncate_below(self.log_floor())
+
+    def log_floor(self) -> int:
+        """Oldest generation recovery or a pinned checkpoint still needs."""
+        needed = [lsn_gen(self.durable_meta.checkpoint_lsn)]
+        needed += [lsn_gen(pin.meta.checkpoint_lsn) for pin in self.pins]
+        return min(needed)
 
     def pin_checkpoint(self) -> PinnedCheckpoint:
         """Keep the durable checkpoint's pages untouched until ``unpin_checkpoint``."""
         self._guard()
-        return PinnedCheckpoint(self.pager.pin(), self.durable_meta)
+        pin = PinnedCheckpoint(self.pager.pin(), self.durable_meta)
+        self.pins.append(pin)
+        return pin
 
     def unpin_checkpoint(self, pin: PinnedCheckpoint) -> None:
+        if pin not in self.pins:
+            raise JetError("JET_errInvalidParameter", f"checkpoint {pin.seq} is not pinned")
+        self.pins.remove(pin)
         self.pager.unpin(pin.seq)
 
     def used_pages(self, meta: Meta) -> list[int]:

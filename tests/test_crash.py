@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 
 import pytest
+
 from jetstore.engine.faults import FaultEnv, SimulatedCrash
 from jetstore.engine.integrity import check_checkpoint
 from jetstore.engine.storage import Storage

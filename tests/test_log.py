@@ -19,6 +19,7 @@ import tempfile
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from jetstore.engine.errors import JetError
 from jetstore.engine.faults import FaultEnv, SimulatedCrash
 from jetstore.engine.fileio import DEFAULT_ENV, Env, io_error

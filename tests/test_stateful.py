@@ -14,6 +14,7 @@ import os
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
 from jetstore.engine.faults import FaultEnv
 from jetstore.engine.integrity import check_checkpoint
 from jetstore.engine.storage import Storage

@@ -7,6 +7,7 @@ import random
 import struct
 
 import pytest
+
 from jetstore.engine.errors import JetError
 from jetstore.engine.integrity import check_checkpoint
 from jetstore.engine.meta_format import DB_CLEAN, DB_DIRTY
