@@ -88,14 +88,41 @@ def body_capacity(page_size: int) -> int:
     return page_size - PAGE_HEADER_SIZE
 
 
-def build_page(page_size: int, pgno: int, lsn: int, page_type: int, body: bytes) -> bytes:
-    """A complete page image: header, body, zero padding, checksum."""
-    if len(body) > page_size - PAGE_HEADER_SIZE:
+def build_page_into(
+    buf: bytearray, offset: int, page_size: int, pgno: int, lsn: int, page_type: int, body
+) -> None:
+    """Write a complete page image (header, body, zero padding, checksum) into ``buf``.
+
+    Checkpoints and eviction render pages straight into one reused write
+    buffer: allocating a fresh image per page costs more than building it.
+    """
+    end = offset + page_size
+    body_end = offset + PAGE_HEADER_SIZE + len(body)
+    if body_end > end:
         raise ValueError(f"page {pgno}: body of {len(body)} bytes does not fit")
-    header_tail = PAGE_HEADER.pack(0, pgno, lsn, page_type, 0, 0, len(body))[4:]
-    padding = bytes(page_size - PAGE_HEADER_SIZE - len(body))
-    rest = b"".join((header_tail, body, padding))
-    return struct.pack("<I", crc32c.crc32c(rest)) + rest
+    PAGE_HEADER.pack_into(buf, offset, 0, pgno, lsn, page_type, 0, 0, len(body))
+    buf[offset + PAGE_HEADER_SIZE : body_end] = body
+    buf[body_end:end] = memoryview(zero_page(page_size))[: end - body_end]
+    struct.pack_into("<I", buf, offset, crc32c.crc32c(memoryview(buf)[offset + 4 : end]))
+
+
+def build_page(page_size: int, pgno: int, lsn: int, page_type: int, body) -> bytes:
+    """A complete page image as bytes."""
+    page = bytearray(page_size)
+    build_page_into(page, 0, page_size, pgno, lsn, page_type, body)
+    return bytes(page)
+
+
+class PageImage:
+    """A page to be written: rendered into the write buffer when its turn comes."""
+
+    __slots__ = ("pgno", "lsn", "page_type", "body")
+
+    def __init__(self, pgno: int, lsn: int, page_type: int, body) -> None:
+        self.pgno, self.lsn, self.page_type, self.body = pgno, lsn, page_type, body
+
+    def render_into(self, buf: bytearray, offset: int, page_size: int) -> None:
+        build_page_into(buf, offset, page_size, self.pgno, self.lsn, self.page_type, self.body)
 
 
 def classify_page(page: bytes, pgno: int) -> str:

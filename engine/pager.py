@@ -27,6 +27,7 @@ import heapq
 import struct
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
+from operator import itemgetter
 
 import msgpack
 
@@ -42,8 +43,9 @@ from .page_format import (
     PAGE_OVERFLOW,
     PAGE_TYPE_NAMES,
     PageHeader,
+    PageImage,
     body_capacity,
-    build_page,
+    build_page_into,
     page_body,
     verify_page,
 )
@@ -52,6 +54,7 @@ from .page_format import (
 # array headers, a bin header (keys <= 1000 bytes and inline values < 64 KiB
 # take at most 3), an overflow reference [total_len, pgno], a child pgno.
 NODE_FIXED_COST = 7
+WRITE_BATCH_PAGES = 64  # pages per pwrite: large sequential writes, a bounded buffer
 BIN_COST = 3
 OVERFLOW_REF_COST = 11
 CHILD_COST = 5
@@ -78,10 +81,20 @@ class Node:
         self.dirty = False
         self.size = node_size(is_leaf, keys, vals)
 
-    def to_page(self, page_size: int) -> bytes:
-        body = msgpack.packb([self.keys, self.vals], use_bin_type=True)
+    def render_into(self, buf: bytearray, offset: int, page_size: int) -> None:
+        body = _node_packer.pack([self.keys, self.vals])
         page_type = PAGE_LEAF if self.is_leaf else PAGE_BRANCH
-        return build_page(page_size, self.pgno, self.lsn, page_type, body)
+        build_page_into(buf, offset, page_size, self.pgno, self.lsn, page_type, body)
+
+    def copy_to(self, pgno: int, lsn: int) -> Node:
+        """The copy a copy-on-write change works on; this node stays as sealed."""
+        copy = Node.__new__(Node)
+        copy.pgno, copy.is_leaf, copy.lsn, copy.dirty = pgno, self.is_leaf, lsn, True
+        copy.keys, copy.vals, copy.size = self.keys[:], self.vals[:], self.size
+        return copy
+
+
+_node_packer = msgpack.Packer(use_bin_type=True)
 
 
 def node_size(is_leaf: bool, keys: list, vals: list) -> int:
@@ -136,6 +149,7 @@ class Pager:
         self.durable_seq = sealed_seq
         self.freelist_pages: list[int] = []
         self.current_lsn = 0  # stamped into pages changed by the commit being applied
+        self._write_buffer = bytearray(WRITE_BATCH_PAGES * page_size)
 
     # -- raw pages ---------------------------------------------------------
     def read_page(self, pgno: int, *expected_types: int) -> tuple[PageHeader, bytes]:
@@ -161,18 +175,22 @@ class Pager:
             )
         return header, page
 
-    def write_pages(self, pages: Iterable[tuple[int, bytes]]) -> None:
-        """Write page images, one pwrite per run of consecutive page numbers."""
-        run_start, run = -1, []
-        for pgno, image in sorted(pages):
-            if run and pgno != run_start + len(run):
-                self.file.pwrite(b"".join(run), run_start * self.page_size)
-                run = []
-            if not run:
+    def write_pages(self, pages: Iterable[tuple[int, Node | PageImage]]) -> None:
+        """Render and write pages in page order; runs of consecutive pages go out in one
+        pwrite of at most WRITE_BATCH_PAGES, through one reused buffer."""
+        size = self.page_size
+        buffer = self._write_buffer
+        run_start = count = 0
+        for pgno, page in sorted(pages, key=itemgetter(0)):
+            if count and (pgno != run_start + count or count == WRITE_BATCH_PAGES):
+                self.file.pwrite(memoryview(buffer)[: count * size], run_start * size)
+                count = 0
+            if not count:
                 run_start = pgno
-            run.append(image)
-        if run:
-            self.file.pwrite(b"".join(run), run_start * self.page_size)
+            page.render_into(buffer, count * size, size)
+            count += 1
+        if count:
+            self.file.pwrite(memoryview(buffer)[: count * size], run_start * size)
 
     # -- allocation ---------------------------------------------------------
     def allocate(self) -> int:
@@ -224,22 +242,23 @@ class Pager:
         return node
 
     def writable(self, node: Node) -> Node:
-        """Prepare ``node`` for a change: copy-on-write unless its page is fresh."""
-        node.lsn = self.current_lsn
+        """The node to change: itself if its page is fresh, else a copy on a fresh page.
+
+        The copy leaves the original object untouched, so a checkpoint sealed
+        a moment ago still writes the page as it was when sealed.
+        """
         if node.pgno in self.fresh:
+            node.lsn = self.current_lsn
             if not node.dirty:
                 node.dirty = True
                 self.dirty[node.pgno] = node
             return node
-        old = node.pgno
-        del self.cache[old]
-        self.dirty.pop(old, None)
-        self.free_page(old)
-        node.pgno = self.allocate()
-        node.dirty = True
-        self.cache[node.pgno] = node
-        self.dirty[node.pgno] = node
-        return node
+        del self.cache[node.pgno]
+        self.free_page(node.pgno)
+        copy = node.copy_to(self.allocate(), self.current_lsn)
+        self.cache[copy.pgno] = copy
+        self.dirty[copy.pgno] = copy
+        return copy
 
     def drop_node(self, node: Node) -> None:
         self.cache.pop(node.pgno, None)
@@ -254,7 +273,7 @@ class Pager:
             if node.dirty:
                 node.dirty = False
                 del self.dirty[pgno]
-                victims.append((pgno, node.to_page(self.page_size)))
+                victims.append((pgno, node))
         if victims:
             self.write_pages(victims)
 
@@ -267,8 +286,7 @@ class Pager:
         for i, pgno in enumerate(pgnos):
             next_pgno = pgnos[i + 1] if i + 1 < len(pgnos) else 0
             body = CHAIN_HEADER.pack(next_pgno) + value[i * chunk : (i + 1) * chunk]
-            images.append((pgno, build_page(self.page_size, pgno, self.current_lsn,
-                                            PAGE_OVERFLOW, body)))  # fmt: skip
+            images.append((pgno, PageImage(pgno, self.current_lsn, PAGE_OVERFLOW, body)))
         self.write_pages(images)
         return [len(value), pgnos[0]]
 
@@ -336,8 +354,7 @@ class Pager:
             body = FREELIST_HEADER.pack(next_pgno, len(chunk)) + struct.pack(
                 f"<{len(chunk)}I", *chunk
             )
-            images.append((pgno, build_page(self.page_size, pgno, self.current_lsn,
-                                            PAGE_FREELIST, body)))  # fmt: skip
+            images.append((pgno, PageImage(pgno, self.current_lsn, PAGE_FREELIST, body)))
         self.freelist_pages = holders
         return images, len(free)
 
@@ -354,7 +371,7 @@ class Pager:
         """
         for pgno in self.freelist_pages:
             self.free_page(pgno)
-        images = [(pgno, node.to_page(self.page_size)) for pgno, node in self.dirty.items()]
+        images: list[tuple[int, Node | PageImage]] = list(self.dirty.items())
         for node in self.dirty.values():
             node.dirty = False
         self.dirty.clear()

@@ -208,7 +208,8 @@ class Storage:
                 state=DB_JUST_CREATED, flags=FLAG_LOGGING if self.logging else 0,
                 log_file_size=log_file_size, created_ns=time.time_ns(),
             )  # fmt: skip
-            pager.write_pages(images + [(meta.slot, meta.to_page())])
+            pager.write_pages(images)
+            file.pwrite(meta.to_page(), meta.slot * page_size)
             file.sync()
         finally:
             file.close()

@@ -51,11 +51,14 @@ def bench_jetstore_load(path: str, data, cache_size: int) -> tuple[float, Storag
     return time.perf_counter() - started, storage
 
 
-def bench_sqlite_load(path: str, data) -> tuple[float, sqlite3.Connection]:
+def bench_sqlite_load(path: str, data, cache_size: int) -> tuple[float, sqlite3.Connection]:
+    """SQLite's natural schema (a rowid table, faster here than WITHOUT ROWID for 1 KB
+    values) and the same page-cache budget as jetstore."""
     db = sqlite3.connect(os.path.join(path, "bench.sqlite"), isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
-    db.execute("CREATE TABLE t (k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID")
+    db.execute(f"PRAGMA cache_size=-{cache_size >> 10}")
+    db.execute("CREATE TABLE t (k BLOB PRIMARY KEY, v BLOB)")
     started = time.perf_counter()
     db.execute("BEGIN")
     db.executemany("INSERT OR REPLACE INTO t VALUES (?, ?)", data)
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         cache = max(64 << 20, 2 * args.keys * (args.value_size + 64))
         jet_seconds, storage = bench_jetstore_load(os.path.join(scratch, "jet"), data, cache)
         os.makedirs(os.path.join(scratch, "sqlite"))
-        sql_seconds, db = bench_sqlite_load(os.path.join(scratch, "sqlite"), data)
+        sql_seconds, db = bench_sqlite_load(os.path.join(scratch, "sqlite"), data, cache)
         results["bulk_load"] = {
             "jetstore_rows_per_s": args.keys / jet_seconds,
             "sqlite_rows_per_s": args.keys / sql_seconds,
