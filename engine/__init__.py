@@ -1,5 +1,7 @@
 """jetstore.engine: the embedded API, storage formats, B+tree, log and recovery."""
 
+from .api import Client, Instance, connect
+from .client import Session
 from .errors import JetError
 
-__all__ = ["JetError"]
+__all__ = ["Client", "Instance", "JetError", "Session", "connect"]

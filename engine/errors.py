@@ -11,6 +11,8 @@ and never raised.
 from __future__ import annotations
 
 ERRORS: dict[str, int] = {
+    # A bug in jetstore itself: an actor caught an exception it did not expect.
+    "JET_errInternalError": -107,
     # Log files (ese-backup-spec section 7)
     "JET_errLogFileCorrupt": -501,
     "JET_errNoBackupDirectory": -503,

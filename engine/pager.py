@@ -140,6 +140,7 @@ class Pager:
         self.cache_pages = max(64, cache_size // page_size)
         self.cache: OrderedDict[int, Node] = OrderedDict()
         self.dirty: dict[int, Node] = {}
+        self.sealed: dict[int, Node] = {}  # sealed for a checkpoint whose pages are in flight
         self.fresh: set[int] = set()
         self.free_now: list[int] = []  # heap: lowest page numbers first keep the file compact
         self.pending: list[tuple[int, int]] = []  # (freed while sealed_seq was, pgno)
@@ -149,7 +150,7 @@ class Pager:
         self.durable_seq = sealed_seq
         self.freelist_pages: list[int] = []
         self.current_lsn = 0  # stamped into pages changed by the commit being applied
-        self._write_buffer = bytearray(WRITE_BATCH_PAGES * page_size)
+        self._write_buffer = self.new_write_buffer()
 
     # -- raw pages ---------------------------------------------------------
     def read_page(self, pgno: int, *expected_types: int) -> tuple[PageHeader, bytes]:
@@ -175,11 +176,14 @@ class Pager:
             )
         return header, page
 
-    def write_pages(self, pages: Iterable[tuple[int, Node | PageImage]]) -> None:
+    def write_pages(
+        self, pages: Iterable[tuple[int, Node | PageImage]], buffer: bytearray | None = None
+    ) -> None:
         """Render and write pages in page order; runs of consecutive pages go out in one
         pwrite of at most WRITE_BATCH_PAGES, through one reused buffer."""
         size = self.page_size
-        buffer = self._write_buffer
+        if buffer is None:
+            buffer = self._write_buffer
         run_start = count = 0
         for pgno, page in sorted(pages, key=itemgetter(0)):
             if count and (pgno != run_start + count or count == WRITE_BATCH_PAGES):
@@ -191,6 +195,9 @@ class Pager:
             count += 1
         if count:
             self.file.pwrite(memoryview(buffer)[: count * size], run_start * size)
+
+    def new_write_buffer(self) -> bytearray:
+        return bytearray(WRITE_BATCH_PAGES * self.page_size)
 
     # -- allocation ---------------------------------------------------------
     def allocate(self) -> int:
@@ -225,6 +232,10 @@ class Pager:
         node = self.cache.get(pgno)
         if node is not None:
             self.cache.move_to_end(pgno)
+            return node
+        node = self.sealed.get(pgno)
+        if node is not None:  # evicted while its checkpoint is still being written
+            self.cache[pgno] = node
             return node
         header, page = self.read_page(pgno, PAGE_LEAF, PAGE_BRANCH)
         keys, vals = decode_node_body(
@@ -371,6 +382,7 @@ class Pager:
         """
         for pgno in self.freelist_pages:
             self.free_page(pgno)
+        self.sealed = dict(self.dirty)  # until finish(): the disk may not hold them yet
         images: list[tuple[int, Node | PageImage]] = list(self.dirty.items())
         for node in self.dirty.values():
             node.dirty = False
@@ -384,6 +396,7 @@ class Pager:
         return images, root, free_count
 
     def finish(self, seq: int) -> None:
+        self.sealed = {}
         self.durable_seq = seq
         self.release_pending()
 

@@ -43,8 +43,8 @@ from .meta_format import (
     Meta,
     page_size_of,
 )
-from .page_format import MAX_PAGE_SIZE, MIN_PAGE_SIZE, PAGE_SIZES
-from .pager import Pager
+from .page_format import MAX_PAGE_SIZE, MIN_PAGE_SIZE, PAGE_SIZES, PageImage
+from .pager import Node, Pager
 from .writeset import WriteSet, check_key, check_range, check_table_name, check_value
 
 DB_FILE = "jet.edb"
@@ -430,16 +430,24 @@ class Storage:
         try:
             if self.log:
                 self.log.sync()  # write-ahead: the log covers everything in the pages
-            images, meta = self.seal_checkpoint(state)
-            self.write_checkpoint(images, meta)
+            images, meta = self.seal_checkpoint(state, self.log.end_lsn if self.log else 0)
+            self.write_checkpoint_pages(images)
+            self.write_meta(meta)
             self.finish_checkpoint(meta)
         except BaseException as exc:
             self._fatal(exc)
             raise
         return meta
 
-    def seal_checkpoint(self, state: int | None = None) -> tuple[list[tuple[int, bytes]], Meta]:
-        """Snapshot what the next checkpoint holds; later changes copy-on-write around it."""
+    def seal_checkpoint(
+        self, state: int | None, checkpoint_lsn: int
+    ) -> tuple[list[tuple[int, Node | PageImage]], Meta]:
+        """Snapshot what the next checkpoint holds; later changes copy-on-write around it.
+
+        ``checkpoint_lsn`` is where redo starts: the end of the last record applied.
+        A caller that learns it later (the buffer manager, whose log writer reports
+        LSNs asynchronously) sets it in the meta before ``write_meta``.
+        """
         catalog_root = self.meta.catalog_root
         for table in sorted(self.changed_tables):
             if table in self.tables:
@@ -456,21 +464,27 @@ class Storage:
         meta = self.meta.evolve(
             seq=seq, catalog_root=catalog_root, freelist_root=freelist_root,
             freelist_count=free_count, page_count=self.pager.page_count,
-            checkpoint_lsn=self.log.end_lsn if self.log else 0,
+            checkpoint_lsn=checkpoint_lsn,
             state=self.meta.state if state is None else state, flags=flags,
         )  # fmt: skip
-        self.meta = meta
         return images, meta
 
-    def write_checkpoint(self, images: list[tuple[int, bytes]], meta: Meta) -> None:
-        """The I/O of a sealed checkpoint: pages, fsync, meta slot, fsync."""
-        self.pager.write_pages(images)
+    def write_checkpoint_pages(
+        self, images: list[tuple[int, Node | PageImage]], buffer: bytearray | None = None
+    ) -> None:
+        """The pages of a sealed checkpoint, then fsync.  Touches no in-memory state but
+        the sealed nodes, so the buffer manager may run it beside new commits (with its
+        own ``buffer``)."""
+        self.pager.write_pages(images, buffer)
         self.file.sync()
+
+    def write_meta(self, meta: Meta) -> None:
+        """Publish a checkpoint whose pages are durable: the meta slot, then fsync."""
         self.file.pwrite(meta.to_page(), meta.slot * meta.page_size)
         self.file.sync()
 
     def finish_checkpoint(self, meta: Meta) -> None:
-        self.durable_meta = meta
+        self.meta = self.durable_meta = meta
         self.pager.finish(meta.seq)
         if self.circular and self.log:
             self.log.truncate_below(self.log_floor())

@@ -1,0 +1,398 @@
+"""Buffer manager actor: hosts the storage engine, ships redo, acknowledges durable commits.
+
+Loop: take every waiting client request (ROUTER) and execute it against the
+in-process ``Storage``; a commit is applied at once and its redo record queued;
+then the queue goes to the log writer as ONE batch message (PUSH, at most
+MAX_INFLIGHT_BATCHES outstanding, so a slow disk pushes back).  When the log
+writer reports a batch durable, every commit in it is answered.  Lazy commits
+and reads are answered immediately.
+
+The checkpointer runs here too, in three steps: seal (in the loop: a short,
+bounded pause), write the sealed pages (a worker thread, beside new commits)
+and publish the meta once the log is durable through the seal (write-ahead).
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import zmq
+
+from jetstore.engine.errors import JetError
+from jetstore.engine.meta_format import DB_CLEAN, Meta
+from jetstore.engine.storage import Storage
+from jetstore.protocol import codec, schema
+
+from .runtime import (
+    DEFERRED,
+    ActorConfig,
+    Heartbeat,
+    Request,
+    make_socket,
+    parent_sentinel,
+    reply,
+    report_startup_failure,
+    send_ready,
+    serve_requests,
+)
+
+NAME = "buffer_manager"
+SUPERVISOR_IDENTITY = b"supervisor"
+MAX_INFLIGHT_BATCHES = 2
+MAX_REQUESTS_PER_TURN = 1000
+SCAN_CHUNK_ITEMS = 1000
+SCAN_CHUNK_BYTES = 1 << 20
+CHECKPOINT_INTERVAL_S = 60.0  # checkpoint at least this often when anything changed
+TXN_TTL_S = 3600.0  # a registered transaction silent this long is presumed abandoned
+
+
+class ShippingLog:
+    """The Storage's log while the log writer owns the files.
+
+    ``append`` only queues the record; record n (counting from 0 since the
+    actor started) becomes durable when the log writer says so.  Pages are
+    stamped with the newest durable LSN known when they change: at or before
+    the change's own record.
+    """
+
+    def __init__(self, end_lsn: int, generation: int) -> None:
+        self.queue: list[bytes] = []
+        self.appended = 0  # records handed to append() so far
+        self.durable = 0  # records the log writer reported durable
+        self.end_lsn = end_lsn  # position after the last durable record
+        self.current_generation = generation
+        self.oldest_generation = 0  # the log writer knows; status merges it
+
+    def append(self, payload: bytes) -> int:
+        self.queue.append(payload)
+        self.appended += 1
+        return self.end_lsn
+
+    def sync(self) -> int:
+        return self.end_lsn  # durability is reported asynchronously
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class CheckpointRun:
+    meta: Meta
+    target: int  # records before this one are in the sealed trees
+    pages: Future
+    lsn: int | None = None
+    waiters: list[Request] = field(default_factory=list)
+
+
+class BufferManager:
+    def __init__(self, storage: Storage, router: zmq.Socket, to_log: zmq.Socket | None) -> None:
+        self.storage = storage
+        self.router = router
+        self.to_log = to_log
+        self.log: ShippingLog | None = storage.log if to_log is not None else None
+        self.waiting: dict[int, list[Request]] = {}  # record number -> commits it acknowledges
+        self.batches: dict[int, int] = {}  # batch id -> first record number
+        self.next_batch = 1
+        self.service_stopped = False
+        self.txn_deadlines: dict[int, float] = {}
+        self.next_txn = 1
+        self.checkpoint: CheckpointRun | None = None
+        self.last_checkpoint = time.monotonic()
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="checkpoint")
+        self.write_buffer = storage.pager.new_write_buffer()
+        self.shutdown_request: Request | None = None
+        handlers = {
+            "ping": lambda body, request: "pong",
+            "status": lambda body, request: self.status(),
+            "shutdown": self.shutdown,
+            "begin": self.begin,
+            "end": self.end,
+            "get": lambda body, request: self.storage.get(body["table"], body["key"]),
+            "scan": self.scan,
+            "commit": self.commit,
+            "create_table": lambda body, request: self.logged(
+                request, self.storage.create_table, body["table"]
+            ),  # fmt: skip
+            "drop_table": lambda body, request: self.logged(
+                request, self.storage.drop_table, body["table"]
+            ),  # fmt: skip
+            "list_tables": lambda body, request: self.storage.list_tables(),
+            "checkpoint": self.request_checkpoint,
+            "stop_service": self.stop_service,
+            "pin_checkpoint": self.pin_checkpoint,
+            "unpin_checkpoint": self.unpin_checkpoint,
+        }
+        self.handlers = {kind: self._guarded(kind, fn) for kind, fn in handlers.items()}
+
+    # -- client requests -------------------------------------------------------
+    def serve(self) -> None:
+        serve_requests(self.router, schema.BUFFER_MANAGER, self.handlers, NAME,
+                       MAX_REQUESTS_PER_TURN)  # fmt: skip
+
+    def _guarded(self, kind: str, handler):
+        """Refuse work once shutdown began or the service was stopped (ESE's ErrAPIEnter)."""
+
+        def guarded(body: dict, request: Request):
+            if self.shutdown_request is not None:
+                raise JetError("JET_errTermInProgress", "the instance is shutting down")
+            from_supervisor = request.identity == SUPERVISOR_IDENTITY
+            if self.service_stopped and not from_supervisor and kind != "ping":
+                raise JetError(
+                    "JET_errClientRequestToStopJetService",
+                    "the service was stopped (JetStopService)",
+                )
+            return handler(body, request)
+
+        return guarded
+
+    def logged(self, request: Request, operation, *args, lazy: bool = False):
+        """Run an operation that writes a redo record; answer once the record is durable."""
+        before = self.log.appended if self.log else 0
+        lsn = operation(*args)
+        if self.log is None or lazy or self.log.appended == before:
+            return {"lsn": lsn or 0}
+        self.waiting.setdefault(self.log.appended - 1, []).append(request)
+        return DEFERRED
+
+    def begin(self, body: dict, request: Request) -> dict:
+        self.storage._guard()
+        txn = self.next_txn
+        self.next_txn += 1
+        self.storage.active_txns[txn] = self.storage.commit_seq
+        self.txn_deadlines[txn] = time.monotonic() + TXN_TTL_S
+        return {"txn": txn, "begin_seq": self.storage.commit_seq}
+
+    def end(self, body: dict, request: Request) -> None:
+        self._end_txn(body["txn"])
+
+    def _end_txn(self, txn: int | None) -> None:
+        if txn is not None:
+            self.storage.active_txns.pop(txn, None)
+            self.txn_deadlines.pop(txn, None)
+
+    def commit(self, body: dict, request: Request):
+        writes = body["writes"]
+        if not all(isinstance(kv, dict) for kv in writes.values()):
+            raise JetError(
+                "JET_errInvalidParameter", "commit: writes must map table -> {key: value}"
+            )
+        txn = body.get("txn")
+        begin_seq = body.get("begin_seq")
+        try:
+            return self.logged(request, self.storage.commit, writes, begin_seq,
+                               lazy=bool(body.get("lazy")))  # fmt: skip
+        finally:
+            self._end_txn(txn)
+
+    def scan(self, body: dict, request: Request) -> dict:
+        limit = min(body.get("limit") or SCAN_CHUNK_ITEMS, SCAN_CHUNK_ITEMS)
+        items, size = [], 0
+        for key, value in self.storage.scan(body["table"], body.get("start"), body.get("end")):
+            items.append([key, value])
+            size += len(key) + len(value)
+            if len(items) >= limit or size >= SCAN_CHUNK_BYTES:
+                return {"items": items, "more": True}
+        return {"items": items, "more": False}
+
+    def stop_service(self, body: dict, request: Request) -> None:
+        self.service_stopped = True
+
+    def pin_checkpoint(self, body: dict, request: Request) -> dict:
+        pin = self.storage.pin_checkpoint()
+        return {"seq": pin.seq, "meta_page": pin.meta_page}
+
+    def unpin_checkpoint(self, body: dict, request: Request) -> None:
+        for pin in self.storage.pins:
+            if pin.seq == body["seq"]:
+                self.storage.unpin_checkpoint(pin)
+                return
+        raise JetError("JET_errInvalidParameter", f"checkpoint {body['seq']} is not pinned")
+
+    def status(self) -> dict:
+        stats = self.storage.stats()
+        stats.update(
+            waiting_commits=sum(len(v) for v in self.waiting.values()),
+            inflight_batches=len(self.batches),
+            open_transactions=len(self.storage.active_txns),
+            checkpoint_running=self.checkpoint is not None,
+            service_stopped=self.service_stopped,
+        )
+        return stats
+
+    # -- shipping and durability -------------------------------------------
+    def ship(self) -> None:
+        if self.log is None or not self.log.queue or len(self.batches) >= MAX_INFLIGHT_BATCHES:
+            return
+        batch = self.next_batch
+        self.next_batch += 1
+        first = self.log.appended - len(self.log.queue)
+        self.batches[batch] = first
+        records, self.log.queue = self.log.queue, []
+        self.to_log.send(codec.encode(0, "append", {"batch": batch, "records": records}))
+
+    def on_log_event(self, frame: bytes) -> None:
+        try:
+            message = codec.decode(frame)
+            body = schema.check(schema.LOG_EVENTS, message.kind, message.body)
+        except JetError:
+            return  # only the log writer writes here
+        first = self.batches.pop(body["batch"], None)
+        if first is None:
+            return
+        if message.kind == "failed":
+            failure = JetError(body["err"], body["message"])
+            self.storage._fatal(failure)
+            for record in sorted(self.waiting):
+                for request in self.waiting.pop(record):
+                    reply(self.router, request, error=failure)
+            return
+        self.log.current_generation = body["generation"]
+        for offset, end_lsn in enumerate(body["ends"]):
+            record = first + offset
+            self.log.durable = record + 1
+            self.log.end_lsn = end_lsn
+            if self.checkpoint is not None and record == self.checkpoint.target - 1:
+                self.checkpoint.lsn = end_lsn
+            for request in self.waiting.pop(record, ()):
+                reply(self.router, request, {"lsn": end_lsn})
+
+    # -- checkpoints -------------------------------------------------------
+    def request_checkpoint(self, body: dict, request: Request):
+        self.storage._guard()
+        if self.checkpoint is None:
+            self.start_checkpoint()
+        self.checkpoint.waiters.append(request)
+        return DEFERRED
+
+    def start_checkpoint(self, state: int | None = None) -> None:
+        images, meta = self.storage.seal_checkpoint(state, self.storage.meta.checkpoint_lsn)
+        target = self.log.appended if self.log else 0
+        pages = self.writer.submit(self.storage.write_checkpoint_pages, images, self.write_buffer)
+        if self.log is None:
+            lsn = 0
+        elif target == self.log.durable:
+            lsn = self.log.end_lsn  # nothing is in flight: redo starts at the durable end
+        else:
+            lsn = None  # known when the log writer reports record target - 1
+        self.checkpoint = CheckpointRun(meta, target, pages, lsn)
+
+    def advance_checkpoint(self) -> None:
+        """Publish the running checkpoint once its pages and the log before it are durable."""
+        run = self.checkpoint
+        if run is None or not run.pages.done() or run.lsn is None:
+            return
+        self.checkpoint = None
+        try:
+            run.pages.result()
+            meta = run.meta.evolve(checkpoint_lsn=run.lsn)
+            self.storage.write_meta(meta)
+            self.storage.finish_checkpoint(meta)
+        except JetError as exc:
+            self.storage._fatal(exc)
+            for request in run.waiters:
+                reply(self.router, request, error=exc)
+            return
+        self.last_checkpoint = time.monotonic()
+        if self.to_log is not None:
+            self.to_log.send(codec.encode(0, "checkpointed", {"lsn": run.lsn}))
+        for request in run.waiters:
+            reply(self.router, request, {"seq": meta.seq, "checkpoint_lsn": meta.checkpoint_lsn})
+
+    def maybe_checkpoint(self) -> None:
+        if self.checkpoint is not None or self.storage.failure is not None:
+            return
+        changed = self.storage.pager.dirty or self.storage.changed_tables
+        overdue = time.monotonic() - self.last_checkpoint > CHECKPOINT_INTERVAL_S
+        if self.storage.checkpoint_due() or (changed and overdue):
+            self.start_checkpoint()
+
+    def expire_transactions(self) -> None:
+        now = time.monotonic()
+        for txn in [t for t, deadline in self.txn_deadlines.items() if deadline < now]:
+            self._end_txn(txn)
+
+    # -- shutdown ------------------------------------------------------------
+    def shutdown(self, body: dict, request: Request):
+        self.shutdown_request = request
+        return DEFERRED
+
+    def finish_shutdown(self) -> bool:
+        """Once every batch is durable: a last checkpoint in the clean state.  True when done."""
+        if self.batches or (self.log and self.log.queue):
+            return False
+        if self.checkpoint is not None:
+            return False  # let the running one complete first
+        if self.storage.failure is None:
+            self.start_checkpoint(DB_CLEAN)
+            self.checkpoint.pages.result()
+            self.advance_checkpoint()
+        reply(self.router, self.shutdown_request, {"clean": self.storage.failure is None})
+        return True
+
+
+def main(config: dict) -> None:
+    cfg = ActorConfig(**config)
+    options = cfg.options
+    try:
+        storage = Storage.open(cfg.path, auto_checkpoint=False, **options["storage"])
+    except JetError as exc:
+        report_startup_failure(cfg.endpoints["supervisor"], NAME, exc)
+        return
+    context = zmq.Context()
+    to_log = events = None
+    recovered = {"end_lsn": 0, "generation": 0, "signature": storage.meta.log_signature,
+                 "checkpoint_lsn": storage.meta.checkpoint_lsn}  # fmt: skip
+    if storage.log is not None:
+        recovered.update(end_lsn=storage.log.end_lsn, generation=storage.log.current_generation)
+        storage.log.close()
+        storage.log = ShippingLog(recovered["end_lsn"], recovered["generation"])
+        to_log = make_socket(context, zmq.PUSH, connect=cfg.endpoints["log_append"])
+        events = make_socket(context, zmq.PULL, bind=cfg.endpoints["log_events"])
+    router = make_socket(context, zmq.ROUTER, bind=cfg.endpoints["buffer_manager"])
+    manager = BufferManager(storage, router, to_log)
+    heartbeat = Heartbeat(context, cfg.endpoints["supervisor"], NAME,
+                          lambda: {"commits": storage.commit_seq})  # fmt: skip
+    heartbeat.start()
+    poller = zmq.Poller()
+    poller.register(router, zmq.POLLIN)
+    if events is not None:
+        poller.register(events, zmq.POLLIN)
+    sentinel = parent_sentinel()
+    if sentinel is not None:
+        poller.register(sentinel, zmq.POLLIN)
+    send_ready(context, cfg.endpoints["supervisor"], NAME, recovered)
+    try:
+        while True:
+            timeout = 5 if manager.checkpoint is not None else 200
+            ready = dict(poller.poll(timeout))
+            if sentinel in ready:
+                break  # the supervisor is gone: stop as a crash would; reopening recovers
+            heartbeat.busy()
+            if events is not None and events in ready:
+                while True:
+                    try:
+                        manager.on_log_event(events.recv(zmq.NOBLOCK))
+                    except zmq.Again:
+                        break
+            if router in ready:
+                manager.serve()
+            manager.ship()
+            manager.advance_checkpoint()
+            if manager.shutdown_request is not None:
+                if manager.finish_shutdown():
+                    break
+            else:
+                manager.maybe_checkpoint()
+                manager.expire_transactions()
+                storage.pager.evict()
+            heartbeat.idle()
+    finally:
+        heartbeat.stopping.set()
+        manager.writer.shutdown(wait=True)
+        storage._close_files()
+        for sock in (router, to_log, events):
+            if sock is not None:
+                sock.close()
+        context.term()

@@ -1,0 +1,135 @@
+"""Log writer actor: owns the log generations; group commit.
+
+Loop: wait for redo batches from the buffer manager (PULL) or a control
+request (ROUTER: roll, truncate, pin, unpin, status); take *every* batch that
+has arrived meanwhile, append them all, fdatasync once, and report each
+batch's end LSNs back (PUSH).  One fsync thus covers as many transactions as
+arrived while the previous one ran - the whole point of group commit.
+"""
+
+from __future__ import annotations
+
+import zmq
+
+from jetstore.engine.errors import JetError
+from jetstore.engine.fileio import DEFAULT_ENV
+from jetstore.engine.log import LogStream
+from jetstore.engine.logkeeper import LogKeeper
+from jetstore.protocol import codec, schema
+
+from .runtime import (
+    DEFERRED,
+    ActorConfig,
+    Heartbeat,
+    Request,
+    make_socket,
+    parent_sentinel,
+    reply,
+    report_startup_failure,
+    send_ready,
+    serve_requests,
+)
+
+NAME = "log_writer"
+MAX_BATCHES_PER_SYNC = 512
+
+
+def main(config: dict) -> None:
+    cfg = ActorConfig(**config)
+    options = cfg.options
+    try:
+        stream = LogStream.open(
+            DEFAULT_ENV, options["logs_path"], log_file_size=options["log_file_size"],
+            signature=options["signature"], circular=options["circular"],
+            end_lsn=options["end_lsn"],
+        )  # fmt: skip
+    except JetError as exc:
+        report_startup_failure(cfg.endpoints["supervisor"], NAME, exc)
+        return
+    context = zmq.Context()
+    keeper = LogKeeper(stream, options["checkpoint_lsn"])
+    appends = make_socket(context, zmq.PULL, bind=cfg.endpoints["log_append"])
+    events = make_socket(context, zmq.PUSH, connect=cfg.endpoints["log_events"])
+    control = make_socket(context, zmq.ROUTER, bind=cfg.endpoints["log_control"])
+    heartbeat = Heartbeat(context, cfg.endpoints["supervisor"], NAME, keeper.status)
+    heartbeat.start()
+    poller = zmq.Poller()
+    poller.register(appends, zmq.POLLIN)
+    poller.register(control, zmq.POLLIN)
+    sentinel = parent_sentinel()
+    if sentinel is not None:
+        poller.register(sentinel, zmq.POLLIN)
+    send_ready(context, cfg.endpoints["supervisor"], NAME, keeper.status())
+    stopping: list = []
+    handlers = control_handlers(keeper, stopping)
+    running = True
+    try:
+        while running:
+            ready = dict(poller.poll(1000))
+            if sentinel in ready:
+                break  # whoever started us is gone; the next open recovers
+            heartbeat.busy()
+            if appends in ready:
+                write_batches(appends, events, keeper)
+            if control in ready:
+                serve_requests(control, schema.LOG_CONTROL, handlers, NAME)
+                running = not stopping
+            heartbeat.idle()
+        if stopping:
+            stream.sync()
+            stream.close()
+            reply(control, stopping[0], {"durable_lsn": stream.durable_lsn})
+    finally:
+        heartbeat.stopping.set()
+        stream.close()
+        for sock in (appends, events, control):
+            sock.close()
+        context.term()
+
+
+def write_batches(appends: zmq.Socket, events: zmq.Socket, keeper: LogKeeper) -> None:
+    """Drain every waiting message, append all batches, sync once, report each batch."""
+    batches: list[tuple[int, list[bytes]]] = []
+    while len(batches) < MAX_BATCHES_PER_SYNC:
+        try:
+            frame = appends.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            break
+        try:
+            message = codec.decode(frame)
+            body = schema.check(schema.LOG_APPEND, message.kind, message.body)
+        except JetError:
+            continue  # only the buffer manager writes here; nothing to answer
+        if message.kind == "checkpointed":
+            keeper.checkpointed(body["lsn"])
+        elif all(type(r) is bytes for r in body["records"]):
+            batches.append((body["batch"], body["records"]))
+    if not batches:
+        return
+    try:
+        ends = keeper.append_batches([records for _batch, records in batches])
+    except JetError as exc:
+        for batch, _records in batches:
+            events.send(codec.encode(0, "failed", {"batch": batch, "err": exc.err,
+                                                   "message": exc.message}))  # fmt: skip
+        return
+    generation = keeper.stream.current_generation
+    for (batch, _records), batch_ends in zip(batches, ends, strict=True):
+        events.send(codec.encode(0, "durable", {"batch": batch, "ends": batch_ends,
+                                                "generation": generation}))  # fmt: skip
+
+
+def control_handlers(keeper: LogKeeper, stop: list) -> dict:
+    def shutdown(body: dict, request: Request):
+        stop.append(request)
+        return DEFERRED  # answered once the stream is closed
+
+    return {
+        "ping": lambda body, request: "pong",
+        "status": lambda body, request: keeper.status(),
+        "roll": lambda body, request: {"generation": keeper.roll()},
+        "truncate": lambda body, request: {"deleted": keeper.truncate(body["below"])},
+        "pin": lambda body, request: keeper.pin(body["generation"]),
+        "unpin": lambda body, request: keeper.unpin(body["generation"]),
+        "shutdown": shutdown,
+    }

@@ -1,0 +1,241 @@
+"""What every actor process shares: endpoints, sockets, heartbeats, the parent watch.
+
+An instance's sockets live in ``DIR/run`` (mode 0700), or - when that path
+is too long for an ipc endpoint (107 bytes on Linux) - in a private
+directory under the system temp dir.  ``DIR/run/endpoints.json`` tells
+clients where they are; ``DIR/run/lock`` is held (flock) by the process that
+opened the instance, so a second open fails instead of stealing the ipc
+paths (a second bind silently takes them over).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
+
+import zmq
+
+from jetstore.engine.errors import JetError
+from jetstore.protocol import codec, schema
+
+log = logging.getLogger("jetstore.actors")
+
+IPC_PATH_MAX = 107
+ENDPOINT_NAMES = ("buffer_manager", "log_append", "log_events", "log_control", "backup",
+                  "supervisor")  # fmt: skip
+RUN_DIR = "run"
+ENDPOINTS_FILE = "endpoints.json"
+LOCK_FILE = "lock"
+HEARTBEAT_INTERVAL = 0.1  # seconds between heartbeats
+LINGER_MS = 1000  # bounded: close never waits longer for unsent messages
+
+
+@dataclass
+class ActorConfig:
+    """Everything an actor process needs, passed as plain data (no sockets, no handles)."""
+
+    name: str
+    path: str
+    endpoints: dict[str, str]
+    options: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def socket_dir(path: str) -> str:
+    """The directory for this instance's ipc sockets: DIR/run, or a short private one."""
+    run = os.path.join(path, RUN_DIR)
+    os.makedirs(run, mode=0o700, exist_ok=True)
+    os.chmod(run, 0o700)
+    longest = "ipc://" + os.path.join(os.path.abspath(run), "buffer_manager")
+    if len(longest) <= IPC_PATH_MAX:
+        return os.path.abspath(run)
+    return tempfile.mkdtemp(prefix="jet-")  # mkdtemp makes it 0700
+
+
+def make_endpoints(sockets: str) -> dict[str, str]:
+    return {name: "ipc://" + os.path.join(sockets, name) for name in ENDPOINT_NAMES}
+
+
+def write_endpoints(path: str, info: dict) -> None:
+    run = os.path.join(path, RUN_DIR)
+    tmp = os.path.join(run, ENDPOINTS_FILE + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(info, f)
+    os.replace(tmp, os.path.join(run, ENDPOINTS_FILE))
+
+
+def read_endpoints(path: str) -> dict | None:
+    try:
+        with open(os.path.join(path, RUN_DIR, ENDPOINTS_FILE)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def make_socket(
+    context: zmq.Context, kind: int, *, bind: str | None = None, connect: str | None = None
+) -> zmq.Socket:
+    sock = context.socket(kind)
+    sock.setsockopt(zmq.LINGER, LINGER_MS)
+    sock.setsockopt(zmq.MAXMSGSIZE, codec.MAX_FRAME)
+    if kind == zmq.ROUTER:
+        # A reply to a vanished client must fail loudly, not vanish silently.
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    if bind:
+        if bind.startswith("ipc://"):
+            try:
+                os.unlink(bind[len("ipc://") :])  # a stale socket file of a dead instance
+            except FileNotFoundError:
+                pass
+        sock.bind(bind)
+        if bind.startswith("ipc://"):
+            os.chmod(bind[len("ipc://") :], 0o600)
+    if connect:
+        sock.connect(connect)
+    return sock
+
+
+class Heartbeat(threading.Thread):
+    """Tells the supervisor every HEARTBEAT_INTERVAL that this process lives, and how
+    long its loop has been busy with one piece of work (a stuck loop shows up as
+    ever-growing ``busy_s``; a frozen or dead process as silence)."""
+
+    def __init__(
+        self, context: zmq.Context, endpoint: str, actor: str, info: Callable[[], dict]
+    ) -> None:
+        super().__init__(name=f"{actor}-heartbeat", daemon=True)
+        self.context, self.endpoint, self.actor, self.info = context, endpoint, actor, info
+        self.busy_since: float | None = None
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        sock = make_socket(self.context, zmq.PUSH, connect=self.endpoint)
+        sock.setsockopt(zmq.SNDHWM, 10)
+        try:
+            while not self.stopping.wait(HEARTBEAT_INTERVAL):
+                busy = self.busy_since
+                try:
+                    info = self.info()
+                except Exception as exc:  # noqa: BLE001 - a heartbeat must not die of a report
+                    info = {"error": type(exc).__name__}
+                body = {"actor": self.actor, "pid": os.getpid(),
+                        "busy_s": 0.0 if busy is None else time.monotonic() - busy,
+                        "info": info}  # fmt: skip
+                try:
+                    sock.send(codec.encode(0, "heartbeat", body), zmq.NOBLOCK)
+                except zmq.Again:
+                    pass  # the supervisor is not reading: it will notice the silence
+        finally:
+            sock.close(0)
+
+    def busy(self) -> None:
+        self.busy_since = time.monotonic()
+
+    def idle(self) -> None:
+        self.busy_since = None
+
+
+def send_ready(context: zmq.Context, endpoint: str, actor: str, info: dict) -> None:
+    sock = make_socket(context, zmq.PUSH, connect=endpoint)
+    try:
+        sock.send(codec.encode(0, "ready", {"actor": actor, "pid": os.getpid(), "info": info}))
+    finally:
+        sock.close(LINGER_MS)
+
+
+def report_startup_failure(endpoint: str, actor: str, exc: JetError) -> None:
+    """Tell the supervisor why this actor cannot start, so the caller sees the real error."""
+    context = zmq.Context()
+    try:
+        sock = make_socket(context, zmq.PUSH, connect=endpoint)
+        body = {"actor": actor, "pid": os.getpid(), "err": exc.err, "message": exc.message}
+        sock.send(codec.encode(0, "failed", body))
+        sock.close(LINGER_MS)
+    finally:
+        context.term()
+
+
+def parent_sentinel() -> int | None:
+    """A file descriptor that becomes readable when the process that started us dies."""
+    import multiprocess
+
+    parent = multiprocess.parent_process()
+    return parent.sentinel if parent is not None else None
+
+
+class Request(NamedTuple):
+    """Who asked what: enough to answer later (a commit waits for its fsync)."""
+
+    identity: bytes
+    request_id: int
+    kind: str
+
+
+DEFERRED = object()  # a handler's answer when it will reply later itself
+
+
+def reply(
+    sock: zmq.Socket, request: Request, result: Any = None, error: JetError | None = None
+) -> None:
+    frame = (
+        codec.encode_error(request.request_id, error)
+        if error is not None
+        else codec.encode(request.request_id, codec.REPLY_OK, result)
+    )
+    try:
+        sock.send_multipart([request.identity, frame], zmq.NOBLOCK)
+    except zmq.ZMQError:
+        pass  # the client is gone or not reading; it never blocks the actor
+
+
+def serve_requests(
+    sock: zmq.Socket,
+    table: dict[str, dict[str, tuple]],
+    handlers: dict[str, Callable[[dict, Request], Any]],
+    actor: str,
+    limit: int = 1000,
+) -> None:
+    """Answer the requests waiting on a ROUTER (at most ``limit``), then return.
+
+    Bad input of any kind is answered with an error reply; an unexpected
+    exception is logged here with its traceback and answered with
+    JET_errInternalError, never sent to the client and never fatal to the loop.
+    """
+    for _ in range(limit):
+        try:
+            parts = sock.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        if len(parts) != 2:
+            if len(parts) > 1:
+                reply(sock, Request(parts[0], 0, "?"), error=JetError(
+                    "JET_errInvalidParameter",
+                    f"expected one frame per request, got {len(parts) - 1}",
+                ))  # fmt: skip
+            continue
+        identity, frame = parts
+        request = Request(identity, codec.peek_request_id(frame), "?")
+        try:
+            message = codec.decode(frame)
+            request = Request(identity, message.request_id, message.kind)
+            body = schema.check(table, message.kind, message.body)
+            result = handlers[message.kind](body, request)
+        except JetError as exc:
+            reply(sock, request, error=exc)
+            continue
+        except Exception as exc:  # noqa: BLE001 - an actor must outlive its own bugs
+            log.exception("%s: %s request failed", actor, request.kind)
+            error = JetError("JET_errInternalError", f"{actor}: {type(exc).__name__}")
+            reply(sock, request, error=error)
+            continue
+        if result is not DEFERRED:
+            reply(sock, request, result)

@@ -1,0 +1,458 @@
+"""Supervisor: starts the actors, watches them, stops them.
+
+Lives in the process that opened the instance (or in ``jetstore serve``).
+Start: take the directory lock, start the buffer manager (which runs
+recovery and reports where the log ends), then the log writer at that end,
+then the backup worker; the instance is usable once all three said ready.
+
+Watch (a thread): each actor's sentinel wakes the watcher the moment the
+process exits; heartbeats arrive every 100 ms.  Silence for ``hang_timeout``
+(a frozen process) or one piece of work running longer than ``busy_timeout``
+(a stuck loop) counts as death: the actor is killed.  The death of the log
+writer or the buffer manager makes the instance unavailable - every pending
+and later call fails with JET_errInstanceUnavailable - and the other actors
+are stopped.  A dead backup worker is restarted, with backoff, at most
+``MAX_RESTARTS`` times in a row.
+
+Stop: ask the buffer manager for its clean shutdown (final checkpoint), then
+the log writer, then the backup worker; escalate to SIGTERM and SIGKILL past
+the deadlines; remove socket files; release the lock.
+
+Actors are started with an explicit ``forkserver`` context: no process is ever
+forked from one that holds ZeroMQ sockets.  The clock is injectable so the
+watch rules can be tested without waiting.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import multiprocess
+import zmq
+
+from jetstore.engine.client import Channel
+from jetstore.engine.errors import JetError
+from jetstore.engine.storage import LOG_DIR
+from jetstore.protocol import codec, schema
+
+from . import backup_worker, buffer_manager, log_writer
+from .runtime import (
+    ENDPOINTS_FILE,
+    LOCK_FILE,
+    RUN_DIR,
+    ActorConfig,
+    make_endpoints,
+    make_socket,
+    socket_dir,
+    write_endpoints,
+)
+
+log = logging.getLogger("jetstore.supervisor")
+
+START_TIMEOUT = 600.0  # recovery of a long log may take minutes; death is noticed at once
+HANG_TIMEOUT = 1.0  # no heartbeat for this long: the process is frozen
+BUSY_TIMEOUT = 120.0  # one request or batch taking this long: the loop is stuck
+STOP_TIMEOUT = 30.0
+MAX_RESTARTS = 5
+RESTART_BACKOFF = (0.1, 0.5, 1.0, 2.0, 4.0)
+STABLE_AFTER = 10.0  # a restarted worker up this long resets the restart count
+
+ACTOR_MAINS = {
+    "buffer_manager": buffer_manager.main,
+    "log_writer": log_writer.main,
+    "backup_worker": backup_worker.main,
+}
+ESSENTIAL = ("buffer_manager", "log_writer")
+
+
+def process_context():
+    context = multiprocess.get_context("forkserver")
+    context.set_forkserver_preload(["jetstore.actors.supervisor"])
+    return context
+
+
+@dataclass
+class ActorState:
+    name: str
+    process: object
+    started: float
+    last_heartbeat: float
+    busy_s: float = 0.0
+    info: dict = field(default_factory=dict)
+    restarts: int = 0
+    ready: dict | None = None
+    options: dict = field(default_factory=dict)
+    lost: bool = False
+    startup_error: JetError | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+
+class Supervisor:
+    def __init__(
+        self,
+        path: str,
+        storage_options: dict,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        hang_timeout: float = HANG_TIMEOUT,
+        busy_timeout: float = BUSY_TIMEOUT,
+    ) -> None:
+        self.path = os.path.abspath(path)
+        self.storage_options = storage_options
+        self.logging = storage_options.get("logging", True)
+        self.clock = clock
+        self.hang_timeout = hang_timeout
+        self.busy_timeout = busy_timeout
+        self.actors: dict[str, ActorState] = {}
+        self.failure: JetError | None = None
+        self.stopping = False
+        self.stopped = False
+        self.lock_fd: int | None = None
+        self.context: zmq.Context | None = None
+        self.mutex = threading.RLock()  # actors, failure; the watcher and API threads share them
+        self.watcher: threading.Thread | None = None
+        self.watching = threading.Event()
+        self.pending_restart: float | None = None
+        self.sockets_dir = ""
+
+    # -- start -----------------------------------------------------------------
+    def start(self) -> None:
+        self._lock()
+        try:
+            self.sockets_dir = socket_dir(self.path)
+            self.endpoints = make_endpoints(self.sockets_dir)
+            self.context = zmq.Context()
+            self.inbox = make_socket(self.context, zmq.PULL, bind=self.endpoints["supervisor"])
+            self.processes = process_context()
+            recovered = self._start_and_wait("buffer_manager", {"storage": self.storage_options})
+            if self.logging:
+                self._start_and_wait("log_writer", {
+                    "logs_path": os.path.join(self.path, LOG_DIR),
+                    "log_file_size": self.storage_options.get("log_file_size", 1 << 20),
+                    "signature": recovered["signature"],
+                    "circular": self.storage_options.get("circular_logging", False),
+                    "end_lsn": recovered["end_lsn"],
+                    "checkpoint_lsn": recovered["checkpoint_lsn"],
+                })  # fmt: skip
+            self._start_and_wait("backup_worker", {})
+            self.control = Channel(self.context, self.endpoints["buffer_manager"],
+                                   self.health, identity=buffer_manager.SUPERVISOR_IDENTITY)  # fmt: skip
+            write_endpoints(self.path, self.describe())
+        except BaseException:
+            self._kill_all()
+            self._release()
+            raise
+        self.watcher = threading.Thread(target=self._watch, name="jetstore-supervisor", daemon=True)
+        self.watching.set()
+        self.watcher.start()
+
+    def _lock(self) -> None:
+        run = os.path.join(self.path, RUN_DIR)
+        os.makedirs(run, mode=0o700, exist_ok=True)
+        fd = os.open(os.path.join(run, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise JetError(
+                "JET_errFileAccessDenied",
+                f"{self.path} is in use by an open instance (pid {holder})",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self.lock_fd = fd
+
+    def _spawn(self, name: str, options: dict) -> ActorState:
+        config = ActorConfig(name, self.path, self.endpoints, options).to_dict()
+        process = self.processes.Process(target=ACTOR_MAINS[name], args=(config,),
+                                         name=f"jetstore-{name}", daemon=True)  # fmt: skip
+        with _application_main_hidden():
+            process.start()
+        now = self.clock()
+        previous = self.actors.get(name)
+        restarts = previous.restarts if previous else 0
+        state = ActorState(name, process, now, now, restarts=restarts, options=options)
+        self.actors[name] = state
+        return state
+
+    def _start_and_wait(self, name: str, options: dict) -> dict:
+        """Start an actor and wait for its ready message, failing fast if it dies first."""
+        state = self._spawn(name, options)
+        deadline = time.monotonic() + START_TIMEOUT
+        poller = zmq.Poller()
+        poller.register(self.inbox, zmq.POLLIN)
+        poller.register(state.process.sentinel, zmq.POLLIN)
+        while time.monotonic() < deadline:
+            ready = dict(poller.poll(100))
+            if self.inbox in ready:
+                self._receive()
+                if state.startup_error is not None:
+                    raise state.startup_error  # e.g. recovery found a corrupt log: -501
+                if state.ready is not None:
+                    return state.ready
+            if state.process.sentinel in ready:
+                self._receive()
+                if state.startup_error is not None:
+                    raise state.startup_error
+                state.process.join(1)
+                raise JetError(
+                    "JET_errInstanceUnavailable",
+                    f"{name} exited during startup (exit code {state.process.exitcode})",
+                )
+        raise JetError("JET_errInstanceUnavailable", f"{name} did not start in {START_TIMEOUT} s")
+
+    # -- watching --------------------------------------------------------------
+    def _receive(self) -> None:
+        while True:
+            try:
+                frame = self.inbox.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                message = codec.decode(frame)
+                body = schema.check(schema.SUPERVISOR, message.kind, message.body)
+            except JetError:
+                continue
+            with self.mutex:
+                state = self.actors.get(body["actor"])
+                if state is None or state.pid != body["pid"]:
+                    continue  # from a process already replaced
+                state.last_heartbeat = self.clock()
+                if message.kind == "ready":
+                    state.ready = body["info"]
+                elif message.kind == "failed":
+                    state.startup_error = JetError(body["err"], body["message"])
+                else:
+                    state.busy_s = body["busy_s"]
+                    state.info = body["info"]
+
+    def _watch(self) -> None:
+        while self.watching.is_set():
+            with self.mutex:
+                if self.inbox is None:  # released: after a failure or a stop
+                    return
+                poller = zmq.Poller()
+                poller.register(self.inbox, zmq.POLLIN)
+                sentinels = {s.process.sentinel: s for s in self.actors.values() if s.alive}
+            for fd in sentinels:
+                poller.register(fd, zmq.POLLIN)
+            try:
+                ready = dict(poller.poll(50))
+            except zmq.ZMQError:
+                return  # the context is being torn down
+            with self.mutex:
+                if self.inbox is not None and self.inbox in ready:
+                    self._receive()
+            self.check(dead=[sentinels[fd] for fd in sentinels if fd in ready])
+
+    def check(self, dead: list[ActorState] = ()) -> None:
+        """Apply the watch rules once: deaths, silence, stuck loops, due restarts."""
+        now = self.clock()
+        with self.mutex:
+            if self.stopped or self.stopping or self.failure is not None:
+                return
+            for state in list(self.actors.values()):
+                if state in dead or not state.alive:
+                    self._lost(state, f"exited with code {state.process.exitcode}")
+                elif now - state.last_heartbeat > self.hang_timeout:
+                    self._lost(state, f"sent no heartbeat for {now - state.last_heartbeat:.1f} s")
+                elif state.busy_s > self.busy_timeout:
+                    self._lost(state, f"has been busy with one request for {state.busy_s:.0f} s")
+            if self.pending_restart is not None and now >= self.pending_restart:
+                self.pending_restart = None
+                self._restart_backup_worker()
+            worker = self.actors.get("backup_worker")
+            if worker is not None and worker.restarts and now - worker.started > STABLE_AFTER:
+                worker.restarts = 0
+
+    def _lost(self, state: ActorState, why: str) -> None:
+        if state.lost:
+            return
+        state.lost = True
+        message = f"{state.name} (pid {state.pid}) {why}"
+        log.error("%s", message)
+        if state.name in ESSENTIAL and self.failure is None:
+            # Fail every caller first; then make sure nothing of the instance runs on.
+            self.failure = JetError("JET_errInstanceUnavailable", message)
+            self._kill_all(signal_first=False)
+            self._release()
+            return
+        _kill(state.process, signal_first=False)
+        if self.failure is None:
+            if state.restarts >= MAX_RESTARTS:
+                log.error("backup worker restarted %d times; giving up", state.restarts)
+                return
+            delay = RESTART_BACKOFF[min(state.restarts, len(RESTART_BACKOFF) - 1)]
+            self.pending_restart = self.clock() + delay
+
+    def _restart_backup_worker(self) -> None:
+        old = self.actors["backup_worker"]
+        new = self._spawn("backup_worker", old.options)
+        new.restarts = old.restarts + 1
+
+    def health(self) -> JetError | None:
+        if self.failure is not None:
+            return self.failure
+        if self.stopped:
+            return JetError("JET_errNotInitialized", f"{self.path} is closed")
+        return None
+
+    # -- status ----------------------------------------------------------------
+    def describe(self) -> dict:
+        """Where the actors are: what endpoints.json holds for `connect`."""
+        return {
+            "path": self.path,
+            "supervisor_pid": os.getpid(),
+            "endpoints": self.endpoints,
+            "pids": {name: state.pid for name, state in self.actors.items()},
+        }
+
+    def actor_status(self) -> dict:
+        now = self.clock()
+        with self.mutex:
+            return {
+                name: {
+                    "pid": state.pid,
+                    "alive": state.alive and not state.lost,
+                    "uptime_s": round(now - state.started, 3),
+                    "restarts": state.restarts,
+                    "busy_s": round(state.busy_s, 3),
+                    "info": state.info,
+                }
+                for name, state in self.actors.items()
+            }
+
+    # -- stop ------------------------------------------------------------------
+    def stop(self) -> None:
+        """Clean shutdown; after a failure, just make sure nothing is left running."""
+        with self.mutex:
+            if self.stopped or self.stopping:
+                return
+            self.stopping = True  # from here on, actors exiting is the plan, not a failure
+            failed = self.failure is not None
+        try:
+            if not failed:
+                self._shutdown("buffer_manager", self.endpoints["buffer_manager"])
+                if self.logging:
+                    self._shutdown("log_writer", self.endpoints["log_control"])
+                self._shutdown("backup_worker", self.endpoints["backup"])
+        finally:
+            with self.mutex:
+                self.stopped = True
+            self.watching.clear()
+            if self.watcher is not None:
+                self.watcher.join(2)
+            self._kill_all()
+            self._release()
+            if self.context is not None:
+                self.context.destroy(linger=0)
+                self.context = None
+
+    def _shutdown(self, name: str, endpoint: str) -> None:
+        state = self.actors.get(name)
+        if state is None or not state.alive:
+            return
+        # The buffer manager knows the supervisor by its channel's identity (stop_service
+        # does not apply to it); a second socket with that identity would be refused.
+        channel = self.control if name == "buffer_manager" else None
+        if channel is None:
+            channel = Channel(self.context, endpoint, lambda: None)
+        try:
+            channel.call("shutdown", timeout=STOP_TIMEOUT)
+        except JetError as exc:
+            log.error("%s did not shut down cleanly: %s", name, exc)
+        finally:
+            if channel is not self.control:
+                channel.close()
+        state.process.join(STOP_TIMEOUT)
+
+    def _kill_all(self, signal_first: bool = True) -> None:
+        for state in self.actors.values():
+            _kill(state.process, signal_first)
+
+    def _release(self) -> None:
+        """Close sockets, remove socket files and endpoints, drop the lock."""
+        if getattr(self, "control", None) is not None:
+            self.control.close()
+            self.control = None
+        if self.context is not None and getattr(self, "inbox", None) is not None:
+            self.inbox.close(0)
+            self.inbox = None
+        run = os.path.join(self.path, RUN_DIR)
+        for name in ENDPOINT_FILES:
+            try:
+                os.unlink(os.path.join(self.sockets_dir or run, name))
+            except OSError:
+                pass
+        try:
+            os.unlink(os.path.join(run, ENDPOINTS_FILE))
+        except OSError:
+            pass
+        if self.sockets_dir and not self.sockets_dir.startswith(run):
+            shutil.rmtree(self.sockets_dir, ignore_errors=True)
+        if self.lock_fd is not None:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+            os.close(self.lock_fd)
+            self.lock_fd = None
+
+
+ENDPOINT_FILES = ("buffer_manager", "log_append", "log_events", "log_control", "backup",
+                  "supervisor")  # fmt: skip
+
+
+_NO_VALUE = object()
+_main_lock = threading.Lock()
+
+
+@contextmanager
+def _application_main_hidden():
+    """Start a child without re-running the application's ``__main__`` in it.
+
+    spawn and forkserver children normally import the parent's main module
+    (as ``__mp_main__``) so pickled objects from it resolve.  Actors need
+    nothing from it, and importing it would run an unguarded application
+    script's top-level code once per actor - or fail outright for a script
+    read from stdin.  Preparing the child while main names no file or spec
+    skips that step.
+    """
+    main = sys.modules["__main__"]
+    with _main_lock:
+        saved_file = main.__dict__.pop("__file__", _NO_VALUE)
+        saved_spec = main.__dict__.get("__spec__", _NO_VALUE)
+        main.__spec__ = None
+        try:
+            yield
+        finally:
+            if saved_file is not _NO_VALUE:
+                main.__file__ = saved_file
+            if saved_spec is _NO_VALUE:
+                del main.__spec__
+            else:
+                main.__spec__ = saved_spec
+
+
+def _kill(process, signal_first: bool = True) -> None:
+    """SIGTERM (unless the process is known dead or frozen), then SIGKILL; always reaped."""
+    if signal_first and process.is_alive():
+        process.terminate()
+        process.join(1.0)
+    if process.is_alive():
+        process.kill()
+    process.join(5.0)

@@ -1,0 +1,219 @@
+"""The public API of DESIGN.md section 4: ``Instance``, ``connect``.
+
+``Instance.open`` starts the actors (through the supervisor in ``actors/``)
+and returns once recovery is done and every actor is ready; its sessions talk
+to the buffer manager over ZeroMQ.  ``connect`` attaches another process to a
+running instance through the endpoints the supervisor published; it shares
+the session API and only detaches on ``close``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+
+import psutil
+import zmq
+
+from .client import Channel, Session
+from .errors import JetError
+from .storage import fspath
+
+HEALTH_CHECK_INTERVAL = 0.2  # how often a connected process looks at the actors' processes
+
+_active_instance: weakref.ref | None = None  # JetBackup() and friends act on this one
+
+
+def active_instance() -> Instance | None:
+    return _active_instance() if _active_instance is not None else None
+
+
+class _Attached:
+    """What an opening and a connecting process share: sessions, status, stop_service."""
+
+    def __init__(self, path: str, endpoints: dict[str, str]) -> None:
+        self.path = path
+        self.endpoints = endpoints
+        self.closed = False
+        self._local = threading.local()
+        self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
+        self._context = zmq.Context.instance()
+
+    def _health(self) -> JetError | None:
+        raise NotImplementedError
+
+    def _check_usable(self) -> None:
+        if self.closed:
+            raise JetError("JET_errNotInitialized", f"{self.path} is closed")
+        problem = self._health()
+        if problem is not None:
+            raise problem
+
+    def _channel(self, endpoint: str = "buffer_manager") -> Channel:
+        return Channel(self._context, self.endpoints[endpoint], self._health)
+
+    def _control_call(self, kind: str, body: dict | None = None):
+        """A call on this thread's own instance-level channel."""
+        self._check_usable()
+        channel = getattr(self._local, "channel", None)
+        if channel is None:
+            channel = self._local.channel = self._channel()
+        return channel.call(kind, body)
+
+    def session(self) -> Session:
+        """JetBeginSession."""
+        self._check_usable()
+        session = Session(self)
+        self._sessions.add(session)
+        return session
+
+    def stop_service(self) -> None:
+        """JetStopService: every later call on this instance fails with -1329."""
+        self._control_call("stop_service")
+
+    def _close_sessions(self) -> None:
+        for session in list(self._sessions):
+            session.close()
+        channel = getattr(self._local, "channel", None)
+        if channel is not None:
+            channel.close()
+            self._local.channel = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+class Instance(_Attached):
+    """An open instance: its actors run for as long as it is open."""
+
+    def __init__(self, supervisor) -> None:
+        super().__init__(supervisor.path, supervisor.endpoints)
+        self._supervisor = supervisor
+        self._close_lock = threading.Lock()
+
+    @classmethod
+    def open(
+        cls,
+        path: str | bytes | os.PathLike,
+        *,
+        create: bool = True,
+        circular_logging: bool = False,
+        logging: bool = True,
+        create_path_if_not_exist: bool = False,
+        page_size: int = 8192,
+        log_file_size: int = 1 << 20,
+        cache_size: int = 64 << 20,
+        control: str | None = None,
+    ) -> Instance:
+        """JetInit: start the actors, recover, and return once everything is ready."""
+        from jetstore.actors.supervisor import Supervisor
+
+        path = fspath(path)
+        for name, value in (("create", create), ("circular_logging", circular_logging),
+                            ("logging", logging),
+                            ("create_path_if_not_exist", create_path_if_not_exist)):  # fmt: skip
+            if not isinstance(value, bool):
+                raise JetError("JET_errInvalidParameter", f"{name} must be a bool, not {value!r}")
+        if not os.path.isdir(path):
+            if not create:
+                raise JetError("JET_errDatabaseNotFound", f"no instance at {path}")
+            os.makedirs(path, exist_ok=True)
+        options = {"create": create, "logging": logging, "circular_logging": circular_logging,
+                   "page_size": page_size, "log_file_size": log_file_size,
+                   "cache_size": cache_size}  # fmt: skip
+        supervisor = Supervisor(path, options)
+        supervisor.start()
+        instance = cls(supervisor)
+        instance.options = {**options, "create_path_if_not_exist": create_path_if_not_exist,
+                            "control": control}  # fmt: skip
+        global _active_instance
+        _active_instance = weakref.ref(instance)
+        return instance
+
+    def _health(self) -> JetError | None:
+        return self._supervisor.health()
+
+    def status(self) -> dict:
+        """The actors (pid, alive, uptime, restarts) and the engine's figures."""
+        actors = self._supervisor.actor_status()
+        report = {"path": self.path, "actors": actors}
+        if self._supervisor.failure is not None:
+            report["failure"] = str(self._supervisor.failure)
+            return report
+        report["buffer_manager"] = self._control_call("status")
+        report["log_writer"] = actors.get("log_writer", {}).get("info", {})
+        return report
+
+    def close(self) -> None:
+        """JetTerm: a clean shutdown - final checkpoint, clean state, processes reaped."""
+        with self._close_lock:
+            if self.closed:
+                return
+            self.closed = True
+            self._close_sessions()
+            self._supervisor.stop()
+
+
+class Client(_Attached):
+    """A process attached to an instance another process opened (``connect``)."""
+
+    def __init__(self, path: str, published: dict) -> None:
+        super().__init__(path, published["endpoints"])
+        self._pids = published["pids"]
+        self._processes = {}
+        for name in ("buffer_manager", "log_writer"):
+            if name in self._pids:
+                try:
+                    self._processes[name] = psutil.Process(self._pids[name])
+                except psutil.NoSuchProcess:
+                    raise JetError(
+                        "JET_errInstanceUnavailable", f"{name} of {path} is not running"
+                    ) from None
+        self._checked_at = 0.0
+        self._failure: JetError | None = None
+
+    def _health(self) -> JetError | None:
+        now = time.monotonic()
+        if self._failure is None and now - self._checked_at >= HEALTH_CHECK_INTERVAL:
+            self._checked_at = now
+            for name, process in self._processes.items():
+                if not _running(process):
+                    self._failure = JetError(
+                        "JET_errInstanceUnavailable",
+                        f"{name} (pid {process.pid}) of {self.path} is gone",
+                    )
+        return self._failure
+
+    def status(self) -> dict:
+        actors = {name: {"pid": pid, "alive": name not in self._processes or _running(self._processes[name])}
+                  for name, pid in self._pids.items()}  # fmt: skip
+        return {"path": self.path, "actors": actors, "buffer_manager": self._control_call("status")}
+
+    def close(self) -> None:
+        """Detach: the instance keeps running for the process that opened it."""
+        if not self.closed:
+            self.closed = True
+            self._close_sessions()
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def connect(path: str | bytes | os.PathLike) -> Client:
+    """Attach to the instance running at ``path`` (opened by another process)."""
+    from jetstore.actors.runtime import read_endpoints
+
+    path = os.path.abspath(fspath(path))
+    published = read_endpoints(path)
+    if published is None:
+        raise JetError("JET_errNotInitialized", f"no instance is running at {path}")
+    return Client(path, published)

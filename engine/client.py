@@ -1,0 +1,224 @@
+"""The client side of the actor protocol: channels, sessions and transactions.
+
+A ``Channel`` is one DEALER socket with request ids.  A call sends one
+request and waits for the reply with the same id, polling in short slices so
+that it can give up the moment the instance is known to be unavailable (the
+``health`` callback: the supervisor's verdict in the opening process, the
+actors' process states in a process that ``connect``-ed).  A call never
+hangs on a dead actor.
+
+A ``Session`` owns its channel and may be used from one thread at a time; a
+second thread entering it gets JET_errSessionSharingViolation at once.
+Transactions collect their writes client-side (``WriteSet``) and send them in
+one commit message; reads see the transaction's own writes overlaid.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import zmq
+
+from jetstore.protocol import codec
+
+from .errors import JetError
+from .writeset import WriteSet, check_key, check_range, check_table_name, check_value
+
+POLL_SLICE_MS = 50
+_request_ids = itertools.count(1)
+
+Health = Callable[[], "JetError | None"]
+
+
+class Channel:
+    """One DEALER socket to an actor, for one thread at a time."""
+
+    def __init__(
+        self, context: zmq.Context, endpoint: str, health: Health, identity: bytes | None = None
+    ) -> None:
+        self.sock = context.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, codec.MAX_FRAME)
+        if identity is not None:
+            self.sock.setsockopt(zmq.ROUTING_ID, identity)
+        self.sock.connect(endpoint)
+        self.health = health
+
+    def call(self, kind: str, body: dict | None = None, timeout: float | None = None) -> Any:
+        """Send a request and return its result; the reply's JetError is raised here."""
+        problem = self.health()
+        if problem is not None:
+            raise problem
+        request_id = next(_request_ids)
+        self.sock.send(codec.encode(request_id, kind, body or {}))
+        waited = 0.0
+        while True:
+            if self.sock.poll(POLL_SLICE_MS):
+                try:
+                    message = codec.decode(self.sock.recv())
+                except JetError:
+                    continue
+                if message.request_id == request_id:
+                    return codec.result_of(message)
+                continue  # the late reply to a call that gave up earlier
+            problem = self.health()
+            if problem is not None:
+                raise problem
+            waited += POLL_SLICE_MS / 1000
+            if timeout is not None and waited >= timeout:
+                raise JetError("JET_errInstanceUnavailable", f"{kind}: no reply in {timeout} s")
+
+    def close(self) -> None:
+        self.sock.close(0)
+
+
+class Session:
+    """JetBeginSession: tables, reads, writes and transactions; one thread at a time."""
+
+    def __init__(self, owner) -> None:
+        self._owner = owner
+        self._channel: Channel | None = None
+        self._user: int | None = None  # thread id of the thread inside a call
+        self._depth = 0
+        self._guard_lock = threading.Lock()
+        self._writes: WriteSet | None = None
+        self._txn: int | None = None
+        self._begin_seq: int | None = None
+
+    # -- plumbing --------------------------------------------------------------
+    @contextmanager
+    def _entered(self):
+        me = threading.get_ident()
+        with self._guard_lock:
+            if self._user is not None and self._user != me:
+                raise JetError(
+                    "JET_errSessionSharingViolation",
+                    "this session is in use by another thread; give each thread its own session",
+                )
+            self._user = me
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._guard_lock:
+                self._depth -= 1
+                if not self._depth:
+                    self._user = None
+
+    def _call(self, kind: str, body: dict | None = None) -> Any:
+        self._owner._check_usable()
+        if self._channel is None:
+            self._channel = self._owner._channel()
+        return self._channel.call(kind, body)
+
+    # -- tables ----------------------------------------------------------------
+    def create_table(self, table: str) -> None:
+        with self._entered():
+            self._call("create_table", {"table": check_table_name(table)})
+
+    def drop_table(self, table: str) -> None:
+        with self._entered():
+            self._call("drop_table", {"table": check_table_name(table)})
+
+    def list_tables(self) -> list[str]:
+        with self._entered():
+            return self._call("list_tables")
+
+    # -- reads -----------------------------------------------------------------
+    def get(self, table: str, key: bytes) -> bytes | None:
+        with self._entered():
+            table, key = check_table_name(table), check_key(key)
+            if self._writes is not None:
+                written, value = self._writes.lookup(table, key)
+                if written:
+                    return value
+            return self._call("get", {"table": table, "key": key})
+
+    def scan(
+        self, table: str, start: bytes | None = None, end: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Entries with start <= key < end, fetched from the buffer manager in chunks."""
+        table = check_table_name(table)
+        start, end = check_range(start, end)
+        committed = self._scan_chunks(table, start, end)
+        if self._writes is None:
+            return committed
+        return self._writes.overlay_scan(table, committed, start, end)
+
+    def _scan_chunks(self, table: str, start: bytes | None, end: bytes | None):
+        position = start
+        while True:
+            with self._entered():
+                chunk = self._call("scan", {"table": table, "start": position, "end": end})
+            for key, value in chunk["items"]:
+                yield key, value
+            if not chunk["more"] or not chunk["items"]:
+                return
+            position = chunk["items"][-1][0] + b"\0"  # the smallest key after the last one
+
+    # -- writes ----------------------------------------------------------------
+    def put(self, table: str, key: bytes, value: bytes) -> None:
+        with self._entered():
+            table, key, value = check_table_name(table), check_key(key), check_value(value)
+            if self._writes is not None:
+                self._writes.put(table, key, value)
+            else:
+                self._call("commit", {"writes": {table: {key: value}}})
+
+    def delete(self, table: str, key: bytes) -> None:
+        with self._entered():
+            table, key = check_table_name(table), check_key(key)
+            if self._writes is not None:
+                self._writes.delete(table, key)
+            else:
+                self._call("commit", {"writes": {table: {key: None}}})
+
+    # -- transactions ------------------------------------------------------------
+    def begin(self) -> None:
+        with self._entered():
+            if self._writes is not None:
+                raise JetError("JET_errTransTooDeep", "a transaction is already open")
+            started = self._call("begin")
+            self._txn, self._begin_seq = started["txn"], started["begin_seq"]
+            self._writes = WriteSet()
+
+    def commit(self, lazy: bool = False) -> int:
+        """Commit the open transaction; returns the log position after its record."""
+        with self._entered():
+            writes = self._end_transaction()
+            body = {"writes": writes.tables, "begin_seq": self._begin_seq, "txn": self._txn,
+                    "lazy": bool(lazy)}  # fmt: skip
+            return self._call("commit", body)["lsn"]
+
+    def rollback(self) -> None:
+        with self._entered():
+            self._end_transaction()
+            self._call("end", {"txn": self._txn})
+
+    def _end_transaction(self) -> WriteSet:
+        if self._writes is None:
+            raise JetError("JET_errNotInTransaction", "no transaction is open")
+        writes, self._writes = self._writes, None
+        return writes
+
+    @contextmanager
+    def transaction(self):
+        """``with s.transaction() as tx``: commit on exit, rollback on an exception."""
+        self.begin()
+        try:
+            yield self
+        except BaseException:
+            if self._writes is not None:
+                self.rollback()
+            raise
+        if self._writes is not None:
+            self.commit()
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None

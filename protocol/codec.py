@@ -1,0 +1,92 @@
+"""Encoding of every message on every jetstore socket: one msgpack frame.
+
+    request  [PROTOCOL_VERSION, request_id, kind, body]
+    reply    [PROTOCOL_VERSION, request_id, "ok", result]
+             [PROTOCOL_VERSION, request_id, "error", {"err": int, "name": str, "message": str}]
+
+``request_id`` is chosen by the sender (an int) and echoed in the reply, so a
+DEALER client can drop a late reply to a request it gave up on.  ``body`` is a
+map whose shape ``schema`` defines per kind.  Decoding never raises anything
+but ``JetError`` (JET_errInvalidParameter naming what is wrong), so a receive
+loop turns bad input into an error reply and carries on.  Error replies carry
+the ESE number, name and message - never a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import msgpack
+
+from jetstore.engine.errors import ERRORS, JetError
+
+PROTOCOL_VERSION = 1
+MAX_FRAME = 64 << 20  # MAXMSGSIZE on every socket: a 16 MiB value plus room to spare
+REPLY_OK = "ok"
+REPLY_ERROR = "error"
+
+
+class Message(NamedTuple):
+    request_id: int
+    kind: str
+    body: Any
+
+
+def _bad(what: str) -> JetError:
+    return JetError("JET_errInvalidParameter", f"malformed message: {what}")
+
+
+def encode(request_id: int, kind: str, body: Any) -> bytes:
+    return msgpack.packb([PROTOCOL_VERSION, request_id, kind, body], use_bin_type=True)
+
+
+def encode_error(request_id: int, exc: JetError) -> bytes:
+    return encode(
+        request_id, REPLY_ERROR, {"err": exc.err, "name": exc.name, "message": exc.message}
+    )
+
+
+def decode(frame: bytes) -> Message:
+    """Split one frame into (request_id, kind, body); JetError for anything malformed."""
+    if len(frame) > MAX_FRAME:
+        raise _bad(f"{len(frame)} bytes, more than {MAX_FRAME}")
+    try:
+        # unpackb bounds every length by the frame's own size; strict_map_key
+        # keeps map keys to str/bytes.
+        decoded = msgpack.unpackb(frame, raw=False, strict_map_key=True, use_list=True)
+    except Exception as exc:  # msgpack raises several unrelated types on bad input
+        raise _bad(f"not msgpack ({type(exc).__name__})") from None
+    if not isinstance(decoded, list) or len(decoded) != 4:
+        raise _bad("expected [version, request_id, kind, body]")
+    version, request_id, kind, body = decoded
+    if version != PROTOCOL_VERSION:
+        raise JetError(
+            "JET_errInvalidParameter",
+            f"protocol version {version!r}; this engine speaks {PROTOCOL_VERSION}",
+        )
+    if type(request_id) is not int or not isinstance(kind, str):
+        raise _bad("request_id must be an int and kind a str")
+    return Message(request_id, kind, body)
+
+
+def peek_request_id(frame: bytes) -> int:
+    """Best-effort request id of a frame that failed to decode (0 when there is none)."""
+    try:
+        decoded = msgpack.unpackb(frame, strict_map_key=True)
+        if isinstance(decoded, list) and len(decoded) > 1 and type(decoded[1]) is int:
+            return decoded[1]
+    except Exception:  # noqa: BLE001 - the frame is already known to be bad
+        pass
+    return 0
+
+
+def result_of(message: Message) -> Any:
+    """The result of a reply, or the JetError it carries raised here."""
+    if message.kind == REPLY_OK:
+        return message.body
+    if message.kind == REPLY_ERROR and isinstance(message.body, dict):
+        err = message.body.get("err")
+        text = message.body.get("message", "")
+        if type(err) is int and err in ERRORS.values():
+            raise JetError(err, text if isinstance(text, str) else "")
+    raise _bad(f"unexpected reply kind {message.kind!r}")

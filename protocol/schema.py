@@ -1,0 +1,104 @@
+"""Every message kind on every socket, with the shape of its body: the wire spec.
+
+Each socket has a table ``kind -> {field: types}``; a field whose types
+include ``None`` may be omitted.  ``check`` rejects unknown kinds, missing or
+extra fields and wrong types with JetError (JET_errInvalidParameter), before
+any actor code sees the body.  Element-level checks (key sizes, table-name
+rules) stay with the storage code that owns them.
+
+Sockets (DESIGN.md section 2):
+  BUFFER_MANAGER   clients, the supervisor and the backup worker -> buffer manager (ROUTER)
+  LOG_APPEND       buffer manager -> log writer (PUSH/PULL): redo batches, checkpoints
+  LOG_EVENTS       log writer -> buffer manager (PUSH/PULL): durable LSNs, failures
+  LOG_CONTROL      backup worker, supervisor -> log writer (ROUTER): roll, truncate, pins
+  BACKUP           clients, the supervisor -> backup worker (ROUTER)
+  SUPERVISOR       actors -> supervisor (PUSH/PULL): ready, heartbeat
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jetstore.engine.errors import JetError
+
+OPTIONAL = type(None)
+
+_common = {"ping": {}, "status": {}, "shutdown": {}}
+
+BUFFER_MANAGER: dict[str, dict[str, tuple]] = {
+    **_common,
+    "begin": {},
+    "end": {"txn": (int,)},
+    "get": {"table": (str,), "key": (bytes,)},
+    "scan": {
+        "table": (str,),
+        "start": (bytes, OPTIONAL),
+        "end": (bytes, OPTIONAL),
+        "limit": (int, OPTIONAL),
+    },  # fmt: skip
+    "commit": {
+        "writes": (dict,),
+        "begin_seq": (int, OPTIONAL),
+        "txn": (int, OPTIONAL),
+        "lazy": (bool, OPTIONAL),
+    },  # fmt: skip
+    "create_table": {"table": (str,)},
+    "drop_table": {"table": (str,)},
+    "list_tables": {},
+    "checkpoint": {},
+    "stop_service": {},
+    "pin_checkpoint": {},
+    "unpin_checkpoint": {"seq": (int,)},
+}
+
+LOG_APPEND: dict[str, dict[str, tuple]] = {
+    "append": {"batch": (int,), "records": (list,)},
+    "checkpointed": {"lsn": (int,)},
+}
+
+LOG_EVENTS: dict[str, dict[str, tuple]] = {
+    "durable": {"batch": (int,), "ends": (list,), "generation": (int,)},
+    "failed": {"batch": (int,), "err": (int,), "message": (str,)},
+}
+
+LOG_CONTROL: dict[str, dict[str, tuple]] = {
+    **_common,
+    "roll": {},
+    "truncate": {"below": (int,)},
+    "pin": {"generation": (int,)},
+    "unpin": {"generation": (int,)},
+}
+
+BACKUP: dict[str, dict[str, tuple]] = {**_common}
+
+SUPERVISOR: dict[str, dict[str, tuple]] = {
+    "ready": {"actor": (str,), "pid": (int,), "info": (dict,)},
+    "heartbeat": {"actor": (str,), "pid": (int,), "busy_s": (float, int), "info": (dict,)},
+    "failed": {"actor": (str,), "pid": (int,), "err": (int,), "message": (str,)},
+}
+
+
+def check(table: dict[str, dict[str, tuple]], kind: str, body: Any) -> dict:
+    """Validate ``body`` for ``kind`` against a socket's table; returns it."""
+    fields = table.get(kind)
+    if fields is None:
+        raise JetError("JET_errInvalidParameter", f"unknown message kind {kind[:40]!r}")
+    if not isinstance(body, dict):
+        raise JetError("JET_errInvalidParameter", f"{kind}: body must be a map")
+    for name in body:
+        if name not in fields:
+            raise JetError(
+                "JET_errInvalidParameter", f"{kind}: unexpected field {str(name)[:40]!r}"
+            )
+    for name, types in fields.items():
+        value = body.get(name)
+        if value is None:
+            if OPTIONAL not in types:
+                raise JetError("JET_errInvalidParameter", f"{kind}: missing field {name!r}")
+        elif type(value) not in types:
+            raise JetError(
+                "JET_errInvalidParameter",
+                f"{kind}: field {name!r} must be {'/'.join(t.__name__ for t in types if t is not OPTIONAL)},"
+                f" not {type(value).__name__}",
+            )
+    return body
