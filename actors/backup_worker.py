@@ -15,6 +15,7 @@ from jetstore.protocol import schema
 from .runtime import (
     ActorConfig,
     Heartbeat,
+    ignore_interrupts,
     make_socket,
     parent_sentinel,
     send_ready,
@@ -25,6 +26,7 @@ NAME = "backup_worker"
 
 
 def main(config: dict) -> None:
+    ignore_interrupts()
     cfg = ActorConfig(**config)
     context = zmq.Context()
     router = make_socket(context, zmq.ROUTER, bind=cfg.endpoints["backup"])

@@ -30,6 +30,7 @@ from .runtime import (
     ActorConfig,
     Heartbeat,
     Request,
+    ignore_interrupts,
     make_socket,
     parent_sentinel,
     reply,
@@ -333,6 +334,7 @@ class BufferManager:
 
 
 def main(config: dict) -> None:
+    ignore_interrupts()
     cfg = ActorConfig(**config)
     options = cfg.options
     try:

@@ -22,6 +22,7 @@ from .runtime import (
     ActorConfig,
     Heartbeat,
     Request,
+    ignore_interrupts,
     make_socket,
     parent_sentinel,
     reply,
@@ -35,6 +36,7 @@ MAX_BATCHES_PER_SYNC = 512
 
 
 def main(config: dict) -> None:
+    ignore_interrupts()
     cfg = ActorConfig(**config)
     options = cfg.options
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import tempfile
 import threading
 import time
@@ -164,6 +165,13 @@ def report_startup_failure(endpoint: str, actor: str, exc: JetError) -> None:
         context.term()
 
 
+def ignore_interrupts() -> None:
+    """Ctrl-C reaches the whole process group; only the supervisor may act on it (it
+    shuts the actors down in order).  An actor dying of its own KeyboardInterrupt
+    would turn a clean stop into a crash."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def parent_sentinel() -> int | None:
     """A file descriptor that becomes readable when the process that started us dies."""
     import multiprocess
@@ -211,10 +219,9 @@ def serve_requests(
     JET_errInternalError, never sent to the client and never fatal to the loop.
     """
     for _ in range(limit):
-        try:
-            parts = sock.recv_multipart(zmq.NOBLOCK)
-        except zmq.Again:
-            return
+        if not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            return  # cheaper than provoking zmq.Again on every turn
+        parts = sock.recv_multipart(zmq.NOBLOCK)
         if len(parts) != 2:
             if len(parts) > 1:
                 reply(sock, Request(parts[0], 0, "?"), error=JetError(
@@ -223,19 +230,19 @@ def serve_requests(
                 ))  # fmt: skip
             continue
         identity, frame = parts
-        request = Request(identity, codec.peek_request_id(frame), "?")
+        request = None
         try:
             message = codec.decode(frame)
             request = Request(identity, message.request_id, message.kind)
             body = schema.check(table, message.kind, message.body)
             result = handlers[message.kind](body, request)
         except JetError as exc:
-            reply(sock, request, error=exc)
+            reply(sock, request or Request(identity, codec.peek_request_id(frame), "?"), error=exc)
             continue
         except Exception as exc:  # noqa: BLE001 - an actor must outlive its own bugs
-            log.exception("%s: %s request failed", actor, request.kind)
+            log.exception("%s: %s request failed", actor, request.kind if request else "?")
             error = JetError("JET_errInternalError", f"{actor}: {type(exc).__name__}")
-            reply(sock, request, error=error)
+            reply(sock, request or Request(identity, 0, "?"), error=error)
             continue
         if result is not DEFERRED:
             reply(sock, request, result)

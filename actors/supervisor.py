@@ -151,8 +151,12 @@ class Supervisor:
                     "checkpoint_lsn": recovered["checkpoint_lsn"],
                 })  # fmt: skip
             self._start_and_wait("backup_worker", {})
-            self.control = Channel(self.context, self.endpoints["buffer_manager"],
-                                   self.health, identity=buffer_manager.SUPERVISOR_IDENTITY)  # fmt: skip
+            self.control = Channel(
+                self.context,
+                self.endpoints["buffer_manager"],
+                self.health,
+                identity=buffer_manager.SUPERVISOR_IDENTITY,
+            )
             write_endpoints(self.path, self.describe())
         except BaseException:
             self._kill_all()

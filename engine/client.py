@@ -154,8 +154,7 @@ class Session:
         while True:
             with self._entered():
                 chunk = self._call("scan", {"table": table, "start": position, "end": end})
-            for key, value in chunk["items"]:
-                yield key, value
+            yield from (tuple(item) for item in chunk["items"])
             if not chunk["more"] or not chunk["items"]:
                 return
             position = chunk["items"][-1][0] + b"\0"  # the smallest key after the last one

@@ -96,9 +96,9 @@ def check(table: dict[str, dict[str, tuple]], kind: str, body: Any) -> dict:
             if OPTIONAL not in types:
                 raise JetError("JET_errInvalidParameter", f"{kind}: missing field {name!r}")
         elif type(value) not in types:
+            wanted = "/".join(t.__name__ for t in types if t is not OPTIONAL)
             raise JetError(
                 "JET_errInvalidParameter",
-                f"{kind}: field {name!r} must be {'/'.join(t.__name__ for t in types if t is not OPTIONAL)},"
-                f" not {type(value).__name__}",
+                f"{kind}: field {name!r} must be {wanted}, not {type(value).__name__}",
             )
     return body

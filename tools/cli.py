@@ -58,6 +58,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.dir, keys=args.keys)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from jetstore.tools.serve import serve
+
+    return serve(args.dir, as_json=args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jetstore",
@@ -69,6 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("dir", nargs="?", help="instance directory (default: a temporary one)")
     demo.add_argument("--keys", type=int, default=50_000, help="keys to load (default 50000)")
     demo.set_defaults(func=cmd_demo)
+
+    serve = sub.add_parser(
+        "serve",
+        help="run an instance in the foreground until SIGINT/SIGTERM",
+        description="Open the instance in DIR (creating it if missing), print the endpoints "
+        "clients attach to (jetstore.engine.connect(DIR) finds them itself), and run until "
+        "SIGINT or SIGTERM, then shut down cleanly.  Exit code 1 if the instance fails.",
+    )
+    serve.add_argument("dir")
+    serve.add_argument("--json", action="store_true", help="print the endpoints as JSON")
+    serve.set_defaults(func=cmd_serve)
 
     inspect = sub.add_parser(
         "inspect",

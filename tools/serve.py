@@ -1,0 +1,49 @@
+"""``jetstore serve DIR``: run an instance in the foreground until SIGINT or SIGTERM.
+
+Prints where clients attach (``connect(DIR)`` reads the same endpoints), then
+waits.  A signal makes it shut down cleanly (final checkpoint, clean state,
+actors reaped) and exit 0; if the instance fails (an actor died), it reports
+the error and exits 1.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+
+from jetstore.engine import Instance
+
+FAILURE_POLL_S = 0.2
+
+
+def serve(directory: str, *, as_json: bool = False) -> int:
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        inst = Instance.open(directory)
+        try:
+            status = inst.status()
+            info = {"path": inst.path, "endpoints": inst.endpoints,
+                    "pids": {name: a["pid"] for name, a in status["actors"].items()}}  # fmt: skip
+            if as_json:
+                print(json.dumps(info), flush=True)
+            else:
+                print(f"jetstore: serving {inst.path}", flush=True)
+                for name, endpoint in info["endpoints"].items():
+                    print(f"  {name:15s} {endpoint}", flush=True)
+                print("  stop with Ctrl-C or SIGTERM", flush=True)
+            while not stop.wait(FAILURE_POLL_S):
+                failure = inst._health()
+                if failure is not None:
+                    print(f"jetstore: instance failed: {failure}", flush=True)
+                    return 1
+        finally:
+            inst.close()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("jetstore: stopped cleanly", flush=True)
+    return 0
