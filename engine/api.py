@@ -190,10 +190,10 @@ class Client(_Attached):
         return self._failure
 
     def status(self) -> dict:
-        actors = {
-            name: {"pid": pid, "alive": name not in self._processes or _running(self._processes[name])}
-            for name, pid in self._pids.items()
-        }
+        def alive(name: str) -> bool:
+            return name not in self._processes or _running(self._processes[name])
+
+        actors = {name: {"pid": pid, "alive": alive(name)} for name, pid in self._pids.items()}
         return {"path": self.path, "actors": actors, "buffer_manager": self._control_call("status")}
 
     def close(self) -> None:

@@ -27,17 +27,18 @@ KIND_NAMES = {COMMIT: "commit", CREATE_TABLE: "create-table", DROP_TABLE: "drop-
 WriteSet = dict[str, dict[bytes, "bytes | None"]]
 
 
-def encode_commit(writes: WriteSet) -> bytes:
-    return msgpack.packb(
-        [COMMIT, [[table, list(kv.items())] for table, kv in writes.items()]], use_bin_type=True
-    )
+Record = tuple[int, object]  # (kind, body), as encoded and as applied
 
 
-def encode_table_op(kind: int, table: str) -> bytes:
-    return msgpack.packb([kind, table], use_bin_type=True)
+def commit_record(writes: WriteSet) -> Record:
+    return COMMIT, [[table, list(kv.items())] for table, kv in writes.items()]
 
 
-def decode(payload: bytes, where: str) -> tuple[int, object]:
+def encode(record: Record) -> bytes:
+    return msgpack.packb(list(record), use_bin_type=True)
+
+
+def decode(payload: bytes, where: str) -> Record:
     """(kind, body); a payload that passed its CRC but does not parse is corruption."""
     try:
         kind, body = msgpack.unpackb(payload, use_list=True)

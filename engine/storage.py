@@ -31,7 +31,7 @@ from . import btree, redo_format
 from .errors import JetError
 from .fileio import DEFAULT_ENV, Env
 from .log import LogReader, LogStream
-from .log_format import lsn_gen
+from .log_format import format_lsn, lsn_gen
 from .meta_format import (
     DB_CLEAN,
     DB_DIRTY,
@@ -257,8 +257,9 @@ class Storage:
                 signature=meta.log_signature, circular=self.circular,
             )  # fmt: skip
             return
-        for record in reader.records(meta.checkpoint_lsn, context="replay"):
-            self._apply(record.payload, record.lsn, f"{self.logs_path} record {record.lsn:#x}")
+        for logged in reader.records(meta.checkpoint_lsn, context="replay"):
+            where = f"{self.logs_path} record {format_lsn(logged.lsn)}"
+            self._apply(redo_format.decode(logged.payload, where), logged.lsn, where)
             self.replayed += 1
         self.log = LogStream.open(
             self.env, self.logs_path, log_file_size=self.log_file_size,
@@ -296,12 +297,12 @@ class Storage:
         check_table_name(table)
         if table in self.tables:
             raise JetError("JET_errTableDuplicate", f"table {table!r} already exists")
-        self._log_and_apply(redo_format.encode_table_op(redo_format.CREATE_TABLE, table), False)
+        self._log_and_apply((redo_format.CREATE_TABLE, table), False)
 
     def drop_table(self, table: str) -> None:
         self._guard()
         self.table_root(check_table_name(table))
-        self._log_and_apply(redo_format.encode_table_op(redo_format.DROP_TABLE, table), False)
+        self._log_and_apply((redo_format.DROP_TABLE, table), False)
 
     # -- reads --------------------------------------------------------------
     def get(self, table: str, key: bytes) -> bytes | None:
@@ -357,7 +358,7 @@ class Storage:
                             f"table {table!r} key {key[:32]!r} was committed by another "
                             "transaction after this one began",
                         )
-        lsn = self._log_and_apply(redo_format.encode_commit(writes), lazy)
+        lsn = self._log_and_apply(redo_format.commit_record(writes), lazy)
         self.commit_seq += 1
         if self.active_txns:
             for table, kv in writes.items():
@@ -367,10 +368,10 @@ class Storage:
             self.last_write.clear()  # no open transaction can conflict with the past
         return lsn
 
-    def _log_and_apply(self, payload: bytes, lazy: bool) -> int:
+    def _log_and_apply(self, record: redo_format.Record, lazy: bool) -> int:
         try:
-            lsn = self.log.append(payload) if self.log else 0
-            self._apply(payload, lsn, "commit")
+            lsn = self.log.append(redo_format.encode(record)) if self.log else 0
+            self._apply(record, lsn, "commit")
             if self.log and not lazy:
                 self.log.sync()
             if self.auto_checkpoint and self.checkpoint_due():
@@ -381,9 +382,9 @@ class Storage:
             raise
         return lsn
 
-    def _apply(self, payload: bytes, lsn: int, where: str) -> None:
+    def _apply(self, record: redo_format.Record, lsn: int, where: str) -> None:
         """Apply one redo record to the trees (commit and replay share this)."""
-        kind, body = redo_format.decode(payload, where)
+        kind, body = record
         self.pager.current_lsn = lsn
         if kind == redo_format.COMMIT:
             for table, items in body:

@@ -62,7 +62,7 @@ def decode(frame: bytes) -> Message:
     if version != PROTOCOL_VERSION:
         raise JetError(
             "JET_errInvalidParameter",
-            f"protocol version {version!r}; this engine speaks {PROTOCOL_VERSION}",
+            f"protocol version {repr(version)[:20]}; this engine speaks {PROTOCOL_VERSION}",
         )
     if type(request_id) is not int or not isinstance(kind, str):
         raise _bad("request_id must be an int and kind a str")

@@ -1,0 +1,195 @@
+"""The wire protocol: codec limits, schemas, and a conformance suite per socket.
+
+``RequestSocketConformance`` is run against every actor's request socket (the
+ZODB "conformance mixin" idea): whatever arrives - garbage, a wrong version,
+an unknown kind, a missing field, extra frames - gets an error reply carrying
+an ESE number, name and message and no traceback, and the actor keeps
+serving.  The push/pull links between actors must survive garbage too.
+"""
+
+from __future__ import annotations
+
+import random
+
+import msgpack
+import pytest
+import zmq
+
+from jetstore.engine import Instance, JetError
+from jetstore.protocol import codec, schema
+
+
+def test_codec_roundtrip_and_reply_errors():
+    frame = codec.encode(7, "get", {"table": "t", "key": b"k"})
+    assert codec.decode(frame) == (7, "get", {"table": "t", "key": b"k"})
+    error = codec.decode(codec.encode_error(7, JetError("JET_errWriteConflict", "boom")))
+    with pytest.raises(JetError) as e:
+        codec.result_of(error)
+    assert (e.value.err, e.value.message) == (-1102, "boom")
+
+
+@pytest.mark.parametrize(
+    "frame, fragment",
+    [
+        (b"\xc1", "not msgpack"),
+        (msgpack.packb({"a": 1}), "expected [version"),
+        (msgpack.packb([1, 2, 3]), "expected [version"),
+        (msgpack.packb([99, 1, "ping", {}]), "protocol version 99"),
+        (msgpack.packb([1, "x", "ping", {}]), "request_id must be an int"),
+        (msgpack.packb([1, 1, 5, {}]), "kind a str"),
+        (msgpack.packb([[[[[[[]]]]]]] * 3 + [1]), "protocol version [[[["),
+    ],
+)
+def test_malformed_frames_are_jet_errors(frame, fragment):
+    with pytest.raises(JetError) as e:
+        codec.decode(frame)
+    assert e.value.err == -1003 and fragment in e.value.message
+
+
+def test_deeply_nested_frame_is_rejected_not_crashing():
+    deep = b"\x91" * 5000 + b"\xc0"  # 5000 nested one-element arrays
+    with pytest.raises(JetError):
+        codec.decode(deep)
+
+
+@pytest.mark.parametrize(
+    "kind, body, fragment",
+    [
+        ("nope", {}, "unknown message kind"),
+        ("get", [], "body must be a map"),
+        ("get", {"table": "t"}, "missing field 'key'"),
+        ("get", {"table": "t", "key": b"k", "x": 1}, "unexpected field"),
+        ("get", {"table": "t", "key": "k"}, "must be bytes"),
+        ("commit", {"writes": {}, "lazy": 1}, "must be bool"),
+        ("end", {"txn": True}, "must be int"),
+    ],
+)
+def test_schema_rejects_bad_bodies(kind, body, fragment):
+    with pytest.raises(JetError) as e:
+        schema.check(schema.BUFFER_MANAGER, kind, body)
+    assert e.value.err == -1003 and fragment in e.value.message
+
+
+def test_every_schema_accepts_its_minimal_body():
+    for table in (schema.BUFFER_MANAGER, schema.LOG_APPEND, schema.LOG_EVENTS,
+                  schema.LOG_CONTROL, schema.BACKUP, schema.SUPERVISOR):  # fmt: skip
+        for kind, fields in table.items():
+            body = {name: _sample(types) for name, types in fields.items()
+                    if schema.OPTIONAL not in types}  # fmt: skip
+            assert schema.check(table, kind, body) is body
+
+
+def _sample(types):
+    return {str: "s", bytes: b"b", int: 1, bool: True, dict: {}, list: [], float: 1.0}[types[0]]
+
+
+@pytest.fixture(scope="module")
+def instance(tmp_path_factory):
+    inst = Instance.open(tmp_path_factory.mktemp("protocol"))
+    inst.session().create_table("t")
+    yield inst
+    inst.close()
+
+
+@pytest.fixture
+def context():
+    ctx = zmq.Context()
+    yield ctx
+    ctx.destroy(linger=0)
+
+
+def _dealer(context, endpoint):
+    sock = context.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    return sock
+
+
+def _ask(sock, frames) -> codec.Message:
+    sock.send_multipart(frames)
+    assert sock.poll(5000), "no reply: the actor hung or dropped the request"
+    return codec.decode(sock.recv())
+
+
+class RequestSocketConformance:
+    endpoint_name: str
+
+    @pytest.fixture
+    def sock(self, instance, context):
+        return _dealer(context, instance.endpoints[self.endpoint_name])
+
+    def assert_error_reply(self, sock, frames, err=-1003) -> None:
+        reply = _ask(sock, frames)
+        assert reply.kind == codec.REPLY_ERROR
+        assert set(reply.body) == {"err", "name", "message"}
+        assert reply.body["err"] == err and reply.body["name"].startswith("JET_err")
+        assert "Traceback" not in reply.body["message"]
+        self.assert_still_serving(sock)
+
+    def assert_still_serving(self, sock) -> None:
+        assert codec.result_of(_ask(sock, [codec.encode(1, "ping", {})])) == "pong"
+
+    def test_garbage(self, sock):
+        self.assert_error_reply(sock, [b"\x00\xffgarbage"])
+
+    def test_wrong_version(self, sock):
+        self.assert_error_reply(sock, [msgpack.packb([2, 5, "ping", {}])])
+
+    def test_unknown_kind(self, sock):
+        self.assert_error_reply(sock, [codec.encode(3, "format-disk", {})])
+
+    def test_missing_and_extra_fields(self, sock):
+        self.assert_error_reply(sock, [codec.encode(4, "ping", {"extra": 1})])
+
+    def test_two_frames(self, sock):
+        self.assert_error_reply(sock, [codec.encode(5, "ping", {}), b"more"])
+
+    def test_reply_carries_the_request_id(self, sock):
+        assert _ask(sock, [codec.encode(424242, "ping", {})]).request_id == 424242
+
+    def test_random_frames(self, sock):
+        rng = random.Random(11)
+        for _ in range(300):
+            sock.send(rng.randbytes(rng.randrange(0, 64)))
+            assert sock.poll(5000)
+            assert codec.decode(sock.recv()).kind == codec.REPLY_ERROR
+        self.assert_still_serving(sock)
+
+
+class TestBufferManagerSocket(RequestSocketConformance):
+    endpoint_name = "buffer_manager"
+
+    def test_bad_write_set_shapes(self, sock):
+        for writes in ({"t": [1, 2]}, {"t": {"str-key": b"v"}}, {"t": {b"k": 5}}, {7: {}}):
+            self.assert_error_reply(sock, [codec.encode(9, "commit", {"writes": writes})])
+
+    def test_unknown_table_and_bad_names(self, sock):
+        self.assert_error_reply(sock, [codec.encode(9, "get", {"table": "zz", "key": b"k"})], -1305)
+        self.assert_error_reply(sock, [codec.encode(9, "create_table", {"table": ""})], -1002)
+
+
+class TestLogControlSocket(RequestSocketConformance):
+    endpoint_name = "log_control"
+
+    def test_truncating_what_recovery_needs_is_refused(self, sock):
+        self.assert_error_reply(sock, [codec.encode(9, "truncate", {"below": 10**6})])
+
+
+class TestBackupSocket(RequestSocketConformance):
+    endpoint_name = "backup"
+
+
+def test_internal_links_survive_garbage(instance, context):
+    for name in ("log_append", "log_events", "supervisor"):
+        push = context.socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 0)
+        push.connect(instance.endpoints[name])
+        for frame in (b"junk", codec.encode(0, "append", {"batch": 1, "records": [5]}),
+                      codec.encode(0, "durable", {"batch": 999, "ends": [], "generation": 1}),
+                      codec.encode(0, "heartbeat", {"actor": "x"})):  # fmt: skip
+            push.send(frame)
+        push.close()
+    session = instance.session()
+    session.put("t", b"after-garbage", b"ok")
+    assert session.get("t", b"after-garbage") == b"ok"
+    assert all(a["alive"] for a in instance.status()["actors"].values())

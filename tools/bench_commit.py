@@ -1,0 +1,136 @@
+"""Commit benchmark: jetstore's actors against SQLite, measured in one invocation.
+
+    python -m jetstore.tools.bench_commit [--clients 1 8 16] [--seconds 5] [--json FILE]
+
+Workload: durable one-put transactions, 100-byte values, distinct keys, every
+client its own process.  jetstore clients ``connect`` to one instance;
+SQLite clients each open their own connection (WAL, synchronous=FULL,
+busy_timeout) to one database file.  Reports tx/s and p50/p99 commit latency
+per client count, the ratio to SQLite, and the time to open and close an
+empty instance.  Prints the machine and configuration first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import tempfile
+import time
+
+import multiprocess
+
+from jetstore.tools.bench_storage import machine
+
+VALUE = b"v" * 100
+
+
+def _jetstore_client(path: str, index: int, seconds: float, start_at: float, results) -> None:
+    from jetstore.engine import connect
+
+    client = connect(path)
+    session = client.session()
+    results.put(_run(lambda key: session.put("t", key, VALUE), index, seconds, start_at))
+    client.close()
+
+
+def _sqlite_client(path: str, index: int, seconds: float, start_at: float, results) -> None:
+    db = sqlite3.connect(path, isolation_level=None, timeout=60)
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA busy_timeout=60000")
+    insert = "INSERT INTO t VALUES (?, ?)"
+    results.put(_run(lambda key: db.execute(insert, (key, VALUE)), index, seconds, start_at))
+    db.close()
+
+
+def _run(commit, index: int, seconds: float, start_at: float) -> list[float]:
+    """Commit in a loop from ``start_at`` for ``seconds``; the latency of each commit."""
+    while time.time() < start_at:
+        time.sleep(0.001)
+    latencies = []
+    end = time.perf_counter() + seconds
+    i = 0
+    while time.perf_counter() < end:
+        began = time.perf_counter()
+        commit(b"%03d-%09d" % (index, i))
+        latencies.append(time.perf_counter() - began)
+        i += 1
+    return latencies
+
+
+def run_clients(target, path: str, clients: int, seconds: float) -> dict:
+    context = multiprocess.get_context("spawn")
+    results = context.Queue()
+    start_at = time.time() + 1.5  # every client connected before the clock starts
+    processes = [context.Process(target=target, args=(path, n, seconds, start_at, results))
+                 for n in range(clients)]  # fmt: skip
+    for process in processes:
+        process.start()
+    latencies = sorted(x for _ in processes for x in results.get(timeout=seconds + 120))
+    for process in processes:
+        process.join()
+    return {
+        "clients": clients,
+        "tx_per_s": len(latencies) / seconds,
+        "p50_ms": latencies[len(latencies) // 2] * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+    }
+
+
+def open_close_seconds(scratch: str, repeats: int = 5) -> float:
+    from jetstore.engine import Instance
+
+    best = float("inf")
+    for n in range(repeats):
+        began = time.perf_counter()
+        Instance.open(os.path.join(scratch, f"empty{n}")).close()
+        best = min(best, time.perf_counter() - began)
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 16])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--dir", help="scratch directory (default: a temporary one)")
+    parser.add_argument("--json", help="write every figure to this file")
+    args = parser.parse_args(argv)
+    from jetstore.engine import Instance
+
+    scratch = tempfile.mkdtemp(prefix="jetstore-bench-", dir=args.dir)
+    report = {"machine": machine(), "config": vars(args), "results": []}
+    print("machine:", json.dumps(report["machine"]))
+    print("config: ", json.dumps(report["config"]))
+    try:
+        report["open_close_empty_s"] = open_close_seconds(scratch)
+        print(f"open+close of an empty instance: {report['open_close_empty_s']:.3f} s (best of 5)")
+        for clients in args.clients:
+            jet_path = os.path.join(scratch, f"jet{clients}")
+            with Instance.open(jet_path) as inst:
+                inst.session().create_table("t")
+                jet = run_clients(_jetstore_client, jet_path, clients, args.seconds)
+            sql_path = os.path.join(scratch, f"sqlite{clients}.db")
+            db = sqlite3.connect(sql_path, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("CREATE TABLE t (k BLOB PRIMARY KEY, v BLOB)")
+            db.close()
+            sql = run_clients(_sqlite_client, sql_path, clients, args.seconds)
+            row = {"clients": clients, "jetstore": jet, "sqlite": sql,
+                   "ratio": jet["tx_per_s"] / sql["tx_per_s"]}  # fmt: skip
+            report["results"].append(row)
+            print(f"{clients:3d} clients  jetstore {jet['tx_per_s']:8,.0f} tx/s "
+                  f"p50 {jet['p50_ms']:.2f} ms p99 {jet['p99_ms']:.2f} ms | "
+                  f"SQLite {sql['tx_per_s']:8,.0f} tx/s p50 {sql['p50_ms']:.2f} ms "
+                  f"p99 {sql['p99_ms']:.2f} ms | ratio {row['ratio']:.2f}x")  # fmt: skip
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
