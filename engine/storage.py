@@ -435,6 +435,8 @@ class Storage:
             self.write_checkpoint_pages(images)
             self.write_meta(meta)
             self.finish_checkpoint(meta)
+            if self.circular and self.log:
+                self.log.truncate_below(self.log_floor())
         except BaseException as exc:
             self._fatal(exc)
             raise
@@ -487,8 +489,6 @@ class Storage:
     def finish_checkpoint(self, meta: Meta) -> None:
         self.meta = self.durable_meta = meta
         self.pager.finish(meta.seq)
-        if self.circular and self.log:
-            self.log.truncate_below(self.log_floor())
 
     def log_floor(self) -> int:
         """Oldest generation recovery or a pinned checkpoint still needs."""

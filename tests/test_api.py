@@ -312,6 +312,14 @@ def test_transaction_context_manager_commits(inst, s, table):
     # The session is out of the transaction again.
     with raises_jet(-1054):
         s.commit()
+    # Ending the transaction explicitly inside the block is allowed; exit then does nothing.
+    with s.transaction() as tx:
+        tx.put(table, b"explicit", b"1")
+        tx.commit()
+    with s.transaction() as tx:
+        tx.put(table, b"rolled", b"1")
+        tx.rollback()
+    assert s.get(table, b"explicit") == b"1" and s.get(table, b"rolled") is None
 
 
 def test_transaction_context_manager_rolls_back_and_propagates(s, table):
@@ -965,5 +973,9 @@ def test_close_leaves_nothing_behind(tmp_path):
         inst.session()
     with raises_jet(-1029):
         connect(path)
+    # A client still attached learns at once that the instance is gone - no hang.
+    with pytest.raises(JetError) as excinfo:
+        client.session().get("t", b"k")
+    assert excinfo.value.err in (-1090, -1029)
     client.close()
     inst.close()  # idempotent
