@@ -20,11 +20,11 @@ def test_circular_logging_bounds_the_log(tmp_path):
         peak = 0
         for round_ in range(8):
             for i in range(300):
-                session.put("t", b"%d-%05d" % (round_, i), b"v" * 200)
+                session.put("t", b"%d-%05d" % (round_, i), b"v" * 1000)
             inst._control_call("checkpoint")
             peak = max(peak, len(generations(tmp_path)))
-        written = 8 * 300 * 200 / (64 << 10)
-        assert peak < written / 3, f"{peak} generations kept for ~{written:.0f} written"
+        written = 8 * 300 * 1000 / (64 << 10)  # ~37 generations of redo
+        assert peak <= 8, f"{peak} generations kept for ~{written:.0f} written"
     with Instance.open(tmp_path, **options) as inst:
         assert len(list(inst.session().scan("t"))) == 2400
 
