@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import zmq
 
 from jetstore.engine.errors import JetError
-from jetstore.engine.meta_format import DB_CLEAN, Meta
+from jetstore.engine.log_format import RECORDS_START, make_lsn
+from jetstore.engine.meta_format import DB_CLEAN, BackupRecord, Meta
 from jetstore.engine.storage import Storage
 from jetstore.protocol import codec, schema
 
@@ -100,6 +101,7 @@ class BufferManager:
         self.txn_deadlines: dict[int, float] = {}
         self.next_txn = 1
         self.checkpoint: CheckpointRun | None = None
+        self.checkpoint_requests: list[Request] = []  # for the next checkpoint sealed
         self.last_checkpoint = time.monotonic()
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="checkpoint")
         self.write_buffer = storage.pager.new_write_buffer()
@@ -123,6 +125,9 @@ class BufferManager:
             "checkpoint": self.request_checkpoint,
             "stop_service": self.stop_service,
             "pin_checkpoint": self.pin_checkpoint,
+            "backup_info": self.backup_info,
+            "log_rolled": self.log_rolled,
+            "record_backup": self.record_backup,
             "unpin_checkpoint": self.unpin_checkpoint,
         }
         self.handlers = {kind: self._guarded(kind, fn) for kind, fn in handlers.items()}
@@ -189,8 +194,12 @@ class BufferManager:
 
     def scan(self, body: dict, request: Request) -> dict:
         limit = min(body.get("limit") or SCAN_CHUNK_ITEMS, SCAN_CHUNK_ITEMS)
+        after = body.get("after")
+        start = after if after is not None else body.get("start")
         items, size = [], 0
-        for key, value in self.storage.scan(body["table"], body.get("start"), body.get("end")):
+        for key, value in self.storage.scan(body["table"], start, body.get("end")):
+            if key == after:
+                continue
             items.append([key, value])
             size += len(key) + len(value)
             if len(items) >= limit or size >= SCAN_CHUNK_BYTES:
@@ -261,11 +270,34 @@ class BufferManager:
 
     # -- checkpoints -------------------------------------------------------
     def request_checkpoint(self, body: dict, request: Request):
+        """Answer once a checkpoint sealed after this request is durable."""
         self.storage._guard()
-        if self.checkpoint is None:
-            self.start_checkpoint()
-        self.checkpoint.waiters.append(request)
+        self.checkpoint_requests.append(request)
         return DEFERRED
+
+    def backup_info(self, body: dict, request: Request) -> dict:
+        full, incremental = self.storage.backup_history
+        return {"last_full": _backup_record(full), "last_incremental": _backup_record(incremental),
+                "db_signature": self.storage.meta.db_signature,
+                "log_signature": self.storage.meta.log_signature}  # fmt: skip
+
+    def log_rolled(self, body: dict, request: Request) -> None:
+        """The log writer started generation ``generation`` on request (a backup's roll).
+
+        With nothing in flight, the next record can only go there: redo may
+        start at its beginning, so the next checkpoint lets go of the old ones.
+        """
+        log = self.log
+        if log is not None and not log.queue and not self.batches and log.durable == log.appended:
+            log.end_lsn = max(log.end_lsn, make_lsn(body["generation"], RECORDS_START))
+            log.current_generation = max(log.current_generation, body["generation"])
+
+    def record_backup(self, body: dict, request: Request):
+        """Remember a completed backup in the meta; answered once that is durable."""
+        record = BackupRecord(body["time_ns"], body["gen_low"], body["gen_high"],
+                              body["lsn_mark"], body["backup_id"])  # fmt: skip
+        self.storage.record_backup(body["incremental"], record)
+        return self.request_checkpoint(body, request)
 
     def start_checkpoint(self, state: int | None = None) -> None:
         images, meta = self.storage.seal_checkpoint(state, self.storage.meta.checkpoint_lsn)
@@ -304,6 +336,10 @@ class BufferManager:
     def maybe_checkpoint(self) -> None:
         if self.checkpoint is not None or self.storage.failure is not None:
             return
+        if self.checkpoint_requests:
+            self.start_checkpoint()
+            self.checkpoint.waiters, self.checkpoint_requests = self.checkpoint_requests, []
+            return
         changed = self.storage.pager.dirty or self.storage.changed_tables
         overdue = time.monotonic() - self.last_checkpoint > CHECKPOINT_INTERVAL_S
         if self.storage.checkpoint_due() or (changed and overdue):
@@ -333,6 +369,13 @@ class BufferManager:
         return True
 
 
+def _backup_record(record: BackupRecord) -> dict | None:
+    if not record.present:
+        return None
+    return {"time_ns": record.time_ns, "gen_low": record.gen_low, "gen_high": record.gen_high,
+            "lsn_mark": record.lsn_mark, "backup_id": record.backup_id}  # fmt: skip
+
+
 def main(config: dict) -> None:
     ignore_interrupts()
     cfg = ActorConfig(**config)
@@ -345,7 +388,8 @@ def main(config: dict) -> None:
     context = zmq.Context()
     to_log = events = None
     recovered = {"end_lsn": 0, "generation": 0, "signature": storage.meta.log_signature,
-                 "checkpoint_lsn": storage.meta.checkpoint_lsn}  # fmt: skip
+                 "checkpoint_lsn": storage.meta.checkpoint_lsn,
+                 "log_file_size": storage.log_file_size}  # fmt: skip
     if storage.log is not None:
         recovered.update(end_lsn=storage.log.end_lsn, generation=storage.log.current_generation)
         storage.log.close()

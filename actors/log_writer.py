@@ -130,7 +130,9 @@ def control_handlers(keeper: LogKeeper, stop: list) -> dict:
         "ping": lambda body, request: "pong",
         "status": lambda body, request: keeper.status(),
         "roll": lambda body, request: {"generation": keeper.roll()},
-        "truncate": lambda body, request: {"deleted": keeper.truncate(body["below"])},
+        "truncate": lambda body, request: {
+            "deleted": keeper.truncate(body["below"], body.get("checkpoint_lsn", 0))
+        },
         "pin": lambda body, request: keeper.pin(body["generation"]),
         "unpin": lambda body, request: keeper.unpin(body["generation"]),
         "shutdown": shutdown,

@@ -144,7 +144,7 @@ class Supervisor:
             if self.logging:
                 self._start_and_wait("log_writer", {
                     "logs_path": os.path.join(self.path, LOG_DIR),
-                    "log_file_size": self.storage_options.get("log_file_size", 1 << 20),
+                    "log_file_size": recovered["log_file_size"],  # the stream's own
                     "signature": recovered["signature"],
                     "circular": self.storage_options.get("circular_logging", False),
                     "end_lsn": recovered["end_lsn"],

@@ -13,12 +13,15 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
 
 import psutil
 import zmq
 
+from .backup import Progress
 from .client import Channel, Session
 from .errors import JetError
+from .fileio import io_error
 from .storage import fspath
 
 HEALTH_CHECK_INTERVAL = 0.2  # how often a connected process looks at the actors' processes
@@ -37,6 +40,8 @@ class _Attached:
         self.path = path
         self.endpoints = endpoints
         self.closed = False
+        self.closing = False
+        self.service_stopped = False
         self._local = threading.local()
         self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
         self._context = zmq.Context.instance()
@@ -47,6 +52,12 @@ class _Attached:
     def _check_usable(self) -> None:
         if self.closed:
             raise JetError("JET_errNotInitialized", f"{self.path} is closed")
+        if self.closing:
+            raise JetError("JET_errTermInProgress", f"{self.path} is shutting down")
+        if self.service_stopped:
+            raise JetError(
+                "JET_errClientRequestToStopJetService", "the service was stopped (JetStopService)"
+            )
         problem = self._health()
         if problem is not None:
             raise problem
@@ -69,9 +80,53 @@ class _Attached:
         self._sessions.add(session)
         return session
 
+    def backup(
+        self,
+        path: str | bytes | os.PathLike | None,
+        *,
+        incremental: bool = False,
+        atomic: bool = False,
+        status: Callable[[Progress], None] | None = None,
+    ) -> dict:
+        """JetBackup: a full, atomic or incremental online backup into ``path``, or - with
+        ``path`` None - log truncation alone.  ``status`` receives each progress event and
+        the backup waits for it; an exception it raises fails the backup (-2101)."""
+        self._check_usable()
+        if type(incremental) is not bool or type(atomic) is not bool:
+            raise JetError("JET_errInvalidGrbit", "incremental and atomic must be bools")
+        if status is not None and not callable(status):
+            raise JetError("JET_errInvalidParameter", "status must be callable or None")
+        self._check_backup_allowed()
+        body = {"dest": None if path is None else os.path.abspath(fspath(path)),
+                "incremental": incremental, "atomic": atomic,
+                "create_path": bool(getattr(self, "options", {}).get("create_path_if_not_exist")),
+                "sync_progress": status is not None}  # fmt: skip
+        raised: list[BaseException] = []
+
+        def on_progress(event: dict) -> None:
+            try:
+                status(Progress(**event))
+            except BaseException as exc:
+                raised.append(exc)
+                raise
+
+        channel = self._channel("backup")
+        try:
+            return channel.call("backup", body, on_progress=on_progress if status else None)
+        except JetError as exc:
+            if raised:
+                raise exc from raised[0]
+            raise
+        finally:
+            channel.close()
+
+    def _check_backup_allowed(self) -> None:
+        pass
+
     def stop_service(self) -> None:
         """JetStopService: every later call on this instance fails with -1329."""
         self._control_call("stop_service")
+        self.service_stopped = True
 
     def _close_sessions(self) -> None:
         for session in list(self._sessions):
@@ -119,10 +174,15 @@ class Instance(_Attached):
                             ("create_path_if_not_exist", create_path_if_not_exist)):  # fmt: skip
             if not isinstance(value, bool):
                 raise JetError("JET_errInvalidParameter", f"{name} must be a bool, not {value!r}")
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise JetError("JET_errInvalidPath", f"{path} exists and is not a directory")
         if not os.path.isdir(path):
             if not create:
                 raise JetError("JET_errDatabaseNotFound", f"no instance at {path}")
-            os.makedirs(path, exist_ok=True)
+            try:
+                os.makedirs(path, exist_ok=True)
+            except OSError as exc:
+                raise io_error(exc, f"create instance directory {path}") from exc
         options = {"create": create, "logging": logging, "circular_logging": circular_logging,
                    "page_size": page_size, "log_file_size": log_file_size,
                    "cache_size": cache_size}  # fmt: skip
@@ -138,6 +198,14 @@ class Instance(_Attached):
     def _health(self) -> JetError | None:
         return self._supervisor.health()
 
+    def _check_backup_allowed(self) -> None:
+        worker = self._supervisor.actor_status().get("backup_worker")
+        if worker is None or not worker["alive"]:
+            raise JetError(
+                "JET_errBackupNotAllowedYet",
+                "the backup worker is (re)starting; try again in a moment",
+            )
+
     def status(self) -> dict:
         """The actors (pid, alive, uptime, restarts) and the engine's figures."""
         actors = self._supervisor.actor_status()
@@ -152,11 +220,14 @@ class Instance(_Attached):
     def close(self) -> None:
         """JetTerm: a clean shutdown - final checkpoint, clean state, processes reaped."""
         with self._close_lock:
-            if self.closed:
+            if self.closed or self.closing:
                 return
-            self.closed = True
-            self._close_sessions()
-            self._supervisor.stop()
+            self.closing = True
+            try:
+                self._close_sessions()
+                self._supervisor.stop()
+            finally:
+                self.closed = True
 
 
 class Client(_Attached):

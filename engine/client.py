@@ -48,8 +48,19 @@ class Channel:
         self.sock.connect(endpoint)
         self.health = health
 
-    def call(self, kind: str, body: dict | None = None, timeout: float | None = None) -> Any:
-        """Send a request and return its result; the reply's JetError is raised here."""
+    def call(
+        self,
+        kind: str,
+        body: dict | None = None,
+        timeout: float | None = None,
+        on_progress: Callable[[dict], None] | None = None,
+    ) -> Any:
+        """Send a request and return its result; the reply's JetError is raised here.
+
+        A long request (a backup) may send "progress" messages before its reply:
+        each goes to ``on_progress``, and is acknowledged once that returned -
+        with the exception's text if it raised, which makes the actor give up.
+        """
         problem = self.health()
         if problem is not None:
             raise problem
@@ -62,15 +73,28 @@ class Channel:
                     message = codec.decode(self.sock.recv())
                 except JetError:
                     continue
-                if message.request_id == request_id:
+                if message.request_id != request_id:
+                    continue  # the late reply to a call that gave up earlier
+                if message.kind != "progress":
                     return codec.result_of(message)
-                continue  # the late reply to a call that gave up earlier
+                self.sock.send(codec.encode(request_id, "ack", self._progress(on_progress, message)))
+                continue
             problem = self.health()
             if problem is not None:
                 raise problem
             waited += POLL_SLICE_MS / 1000
             if timeout is not None and waited >= timeout:
                 raise JetError("JET_errInstanceUnavailable", f"{kind}: no reply in {timeout} s")
+
+    @staticmethod
+    def _progress(on_progress, message: codec.Message) -> dict:
+        if on_progress is None:
+            return {}
+        try:
+            on_progress(message.body)
+        except Exception as exc:  # noqa: BLE001 - the caller's callback: its failure is data
+            return {"error": f"{type(exc).__name__}: {exc}"[:200]}
+        return {}
 
     def close(self) -> None:
         self.sock.close(0)
@@ -150,14 +174,14 @@ class Session:
         return self._writes.overlay_scan(table, committed, start, end)
 
     def _scan_chunks(self, table: str, start: bytes | None, end: bytes | None):
-        position = start
+        request = {"table": table, "start": start, "end": end}
         while True:
             with self._entered():
-                chunk = self._call("scan", {"table": table, "start": position, "end": end})
+                chunk = self._call("scan", request)
             yield from (tuple(item) for item in chunk["items"])
             if not chunk["more"] or not chunk["items"]:
                 return
-            position = chunk["items"][-1][0] + b"\0"  # the smallest key after the last one
+            request = {"table": table, "after": chunk["items"][-1][0], "end": end}
 
     # -- writes ----------------------------------------------------------------
     def put(self, table: str, key: bytes, value: bytes) -> None:

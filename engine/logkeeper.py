@@ -75,8 +75,12 @@ class LogKeeper:
             self.stream.truncate_below(self.floor)
         return generation
 
-    def truncate(self, below: int) -> list[int]:
-        """Delete generations < ``below``; refused if recovery or a pin needs one of them."""
+    def truncate(self, below: int, checkpoint_lsn: int = 0) -> list[int]:
+        """Delete generations < ``below``; refused if recovery or a pin needs one of them.
+
+        ``checkpoint_lsn``: a durable checkpoint the caller knows of, maybe newer than ours.
+        """
+        self.checkpoint_lsn = max(self.checkpoint_lsn, checkpoint_lsn)
         if below > self.floor:
             raise JetError(
                 "JET_errInvalidParameter",
@@ -108,6 +112,7 @@ class LogKeeper:
             "durable_lsn": self.stream.durable_lsn,
             "checkpoint_lsn": self.checkpoint_lsn,
             "pins": sorted(self.pins),
+            "floor": self.floor,
             "circular": self.stream.circular,
             "failure": None if self.failure is None else str(self.failure),
         }

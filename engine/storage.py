@@ -39,7 +39,9 @@ from .meta_format import (
     FIRST_DATA_PAGE,
     FLAG_CIRCULAR_EVER,
     FLAG_LOGGING,
+    FLAG_RESTORED,
     META_SLOTS,
+    BackupRecord,
     Meta,
     page_size_of,
 )
@@ -221,6 +223,8 @@ class Storage:
         self.page_size = meta.page_size
         self.log_file_size = meta.log_file_size
         self.meta = meta
+        self.backup_history = (meta.last_full, meta.last_incremental)
+        self.restored = False
         self.pager = Pager(self.file, meta.page_size, self.cache_size,
                            page_count=meta.page_count, sealed_seq=meta.seq)  # fmt: skip
         self.pager.load_freelist(meta.freelist_root)
@@ -464,11 +468,15 @@ class Storage:
         flags = self.meta.flags | (FLAG_LOGGING if self.logging else 0)
         if self.circular:
             flags |= FLAG_CIRCULAR_EVER
+        if self.restored:
+            flags |= FLAG_RESTORED
+        last_full, last_incremental = self.backup_history
         meta = self.meta.evolve(
             seq=seq, catalog_root=catalog_root, freelist_root=freelist_root,
             freelist_count=free_count, page_count=self.pager.page_count,
             checkpoint_lsn=checkpoint_lsn,
             state=self.meta.state if state is None else state, flags=flags,
+            last_full=last_full, last_incremental=last_incremental,
         )  # fmt: skip
         return images, meta
 
@@ -514,6 +522,19 @@ class Storage:
         _holders, free = self.pager.read_freelist(meta.freelist_root)
         free_set = set(free)
         return [p for p in range(FIRST_DATA_PAGE, meta.page_count) if p not in free_set]
+
+    # -- backup history (in the meta, durable with the next checkpoint) -------------
+    def record_backup(self, incremental: bool, record: BackupRecord) -> None:
+        """A backup completed: remember it (ESE's bkinfoFullPrev / bkinfoIncPrev)."""
+        if incremental:
+            self.backup_history = (self.backup_history[0], record)
+        else:
+            self.backup_history = (record, BackupRecord())
+
+    def clear_backup_history(self) -> None:
+        """After a restore: the next incremental needs a new full backup first."""
+        self.backup_history = (BackupRecord(), BackupRecord())
+        self.restored = True
 
     # -- close -----------------------------------------------------------------
     def close(self) -> None:

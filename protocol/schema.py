@@ -33,15 +33,16 @@ BUFFER_MANAGER: dict[str, dict[str, tuple]] = {
     "scan": {
         "table": (str,),
         "start": (bytes, OPTIONAL),
+        "after": (bytes, OPTIONAL),  # resume a chunked scan past the last key seen
         "end": (bytes, OPTIONAL),
         "limit": (int, OPTIONAL),
-    },  # fmt: skip
+    },
     "commit": {
         "writes": (dict,),
         "begin_seq": (int, OPTIONAL),
         "txn": (int, OPTIONAL),
         "lazy": (bool, OPTIONAL),
-    },  # fmt: skip
+    },
     "create_table": {"table": (str,)},
     "drop_table": {"table": (str,)},
     "list_tables": {},
@@ -49,6 +50,16 @@ BUFFER_MANAGER: dict[str, dict[str, tuple]] = {
     "stop_service": {},
     "pin_checkpoint": {},
     "unpin_checkpoint": {"seq": (int,)},
+    "backup_info": {},
+    "log_rolled": {"generation": (int,)},
+    "record_backup": {
+        "incremental": (bool,),
+        "time_ns": (int,),
+        "gen_low": (int,),
+        "gen_high": (int,),
+        "lsn_mark": (int,),
+        "backup_id": (bytes,),
+    },
 }
 
 LOG_APPEND: dict[str, dict[str, tuple]] = {
@@ -64,12 +75,27 @@ LOG_EVENTS: dict[str, dict[str, tuple]] = {
 LOG_CONTROL: dict[str, dict[str, tuple]] = {
     **_common,
     "roll": {},
-    "truncate": {"below": (int,)},
+    # checkpoint_lsn: a durable checkpoint the caller knows of (the log writer may not yet)
+    "truncate": {"below": (int,), "checkpoint_lsn": (int, OPTIONAL)},
     "pin": {"generation": (int,)},
     "unpin": {"generation": (int,)},
 }
 
-BACKUP: dict[str, dict[str, tuple]] = {**_common}
+BACKUP: dict[str, dict[str, tuple]] = {
+    **_common,
+    # dest None: truncate only.  sync_progress: the client acknowledges every
+    # progress event after its status callback returned.
+    "backup": {
+        "dest": (str, OPTIONAL),
+        "incremental": (bool,),
+        "atomic": (bool,),
+        "create_path": (bool, OPTIONAL),
+        "sync_progress": (bool, OPTIONAL),
+    },
+    "ack": {"error": (str, OPTIONAL)},  # error: the callback raised; the backup fails
+    "abort_backup": {},
+    "set_backup_rate": {"rate": (int,)},
+}
 
 SUPERVISOR: dict[str, dict[str, tuple]] = {
     "ready": {"actor": (str,), "pid": (int,), "info": (dict,)},

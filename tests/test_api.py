@@ -237,11 +237,6 @@ def test_scan_empty_ranges(s, scan_tables):
     assert list(s.scan("many", end=b"a")) == []  # before the first key
 
 
-@pytest.mark.xfail(
-    reason="BUG: Session._scan_chunks resumes at last_key + b'\\0'; after a 1000-byte key "
-    "that is 1001 bytes and the buffer manager's scan rejects it with JET_errKeyTruncated",
-    strict=True,
-)
 def test_scan_chunking_with_max_length_keys(s, table):
     """More than one chunk of 1000-byte keys: a chunk boundary falls on a key of the
     maximum length."""
@@ -656,11 +651,6 @@ def test_invalid_paths(tmp_path):
         connect("")
 
 
-@pytest.mark.xfail(
-    reason="BUG: Instance.open(<existing regular file>) lets os.makedirs' FileExistsError "
-    "escape instead of raising JetError(JET_errInvalidPath)",
-    strict=True,
-)
 def test_open_path_that_is_a_file(tmp_path):
     file = tmp_path / "a-file"
     file.write_bytes(b"not an instance")
@@ -805,11 +795,6 @@ def test_stop_service(tmp_path):
         assert s.list_tables() == ["t"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: after inst.stop_service(), inst.session() (JetBeginSession) still succeeds; "
-    "every later API call should fail with -1329 (ErrAPIEnter)",
-    strict=True,
-)
 def test_new_session_after_stop_service(tmp_path):
     with Instance.open(tmp_path / "stopped") as inst:
         inst.stop_service()
