@@ -13,6 +13,7 @@ the backup wrote is removed, both pins are released and nothing is truncated.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import shutil
@@ -27,6 +28,7 @@ from jetstore.engine.backup import Progress, Throttle
 from jetstore.engine.client import Channel
 from jetstore.engine.errors import JetError
 from jetstore.engine.events import EventLog
+from jetstore.engine.faults import env_for, step
 from jetstore.engine.fileio import DEFAULT_ENV
 from jetstore.engine.log_format import RECORDS_START, lsn_gen, make_lsn
 from jetstore.engine.meta_format import Meta
@@ -35,6 +37,7 @@ from jetstore.protocol import codec, schema
 
 from .runtime import (
     DEFERRED,
+    RUN_DIR,
     ActorConfig,
     Heartbeat,
     Request,
@@ -47,6 +50,7 @@ from .runtime import (
 )
 
 NAME = "backup_worker"
+MARKER_FILE = "backup-in-progress.json"  # what a worker that dies mid-backup leaves to undo
 PEER_TIMEOUT = 120.0  # a peer that does not answer a backup step in this long is stuck
 ACK_TIMEOUT = 600.0  # a status callback that does not return in this long fails the backup
 
@@ -69,13 +73,16 @@ class BackupWorker:
         self.router = router
         self.logging = cfg.options.get("logging", True)
         self.circular = cfg.options.get("circular_logging", False)
-        self.env = DEFAULT_ENV
+        self.env = env_for(NAME, DEFAULT_ENV)
+        self.marker = os.path.join(cfg.path, RUN_DIR, MARKER_FILE)
         self.events = EventLog(cfg.path)
         self.throttle = Throttle()
         self.run: Run | None = None
         self.outbox: queue.Queue = queue.Queue()  # thread -> loop: what to send to clients
         self.bm = Channel(context, cfg.endpoints["buffer_manager"], lambda: None)
-        self.lw = Channel(context, cfg.endpoints["log_control"], lambda: None) if self.logging else None
+        self.lw = (
+            Channel(context, cfg.endpoints["log_control"], lambda: None) if self.logging else None
+        )
         self.stopping = False
         self.handlers = {
             "ping": lambda body, request: "pong",
@@ -134,8 +141,13 @@ class BackupWorker:
             raise JetError("JET_errInvalidGrbit", "an incremental backup cannot be atomic")
         if dest is None and (incremental or atomic):
             raise JetError("JET_errInvalidGrbit", "truncation alone takes no backup options")
+        if self.stopping:
+            raise JetError("JET_errTermInProgress", "the instance is shutting down")
         if not self.logging:
             raise JetError("JET_errLoggingDisabled", "backup needs logging (logging=False)")
+        failure = self._call(self.lw, "status")["failure"]
+        if failure is not None:
+            raise JetError("JET_errLogWriteFail", f"the log writer failed: {failure}")
         with self.lock:
             if self.run is not None:
                 raise JetError("JET_errBackupInProgress", "a backup is already running")
@@ -201,7 +213,9 @@ class BackupWorker:
             self.events.emit("backup-complete", kind=run.kind, **result)
             self.outbox.put((run.request, "ok", result))
         except BaseException as exc:  # noqa: BLE001 - every failure is reported, none kills us
-            error = exc if isinstance(exc, JetError) else JetError("JET_errInternalError", repr(exc))
+            error = (
+                exc if isinstance(exc, JetError) else JetError("JET_errInternalError", repr(exc))
+            )
             self.events.failure("backup-fail", error, kind=run.kind, dest=dest,
                                 seconds=round(time.monotonic() - started, 3))  # fmt: skip
             self.outbox.put((run.request, "error", error))
@@ -225,19 +239,24 @@ class BackupWorker:
         work = os.path.join(dest, steps.ATOMIC_TEMP) if atomic else dest
         pinned, meta = self.pin(run)
         gen_low = lsn_gen(meta.checkpoint_lsn)
-        created: list[str] = []
+        created = [os.path.join(work, n) for n in (DB_FILE, LOG_DIR, "MANIFEST", "MANIFEST.tmp")]
+        tree = work if atomic else None
         floor = None
         try:
+            self.mark(kind="full", dest=dest, tree=tree, created=created, seq=pinned["seq"])
             self._call(self.lw, "pin", {"generation": gen_low})
             floor = gen_low
+            self.mark(kind="full", dest=dest, tree=tree, created=created, seq=pinned["seq"],
+                      generation=gen_low)  # fmt: skip
+            step(NAME, "pinned")
             copy_mac = self.roll()
+            step(NAME, "rolled")
             gen_high = copy_mac - 1
             roll_lsn = make_lsn(copy_mac, RECORDS_START)
             self.events.emit("roll", generation=copy_mac, gen_low=gen_low, gen_high=gen_high)
             if atomic:
                 shutil.rmtree(work, ignore_errors=True)  # a failed atomic backup's leftovers
             self.env.makedirs(work)
-            created = [os.path.join(work, n) for n in (DB_FILE, LOG_DIR, "MANIFEST", "MANIFEST.tmp")]
             progress = lambda p: self.report(run, p)  # noqa: E731
             stop = lambda: self.check_abort(run)  # noqa: E731
             files = {DB_FILE: steps.copy_database(
@@ -245,6 +264,7 @@ class BackupWorker:
                 os.path.join(work, DB_FILE), report=progress, throttle=self.throttle,
                 should_stop=stop)}  # fmt: skip
             self.events.emit("backup-file", file=DB_FILE, bytes=files[DB_FILE]["size"])
+            step(NAME, "pages-copied")
             logs = steps.copy_generations(
                 self.env, os.path.join(self.cfg.path, LOG_DIR), os.path.join(work, LOG_DIR),
                 gen_low, gen_high, meta.log_signature, report=progress, throttle=self.throttle,
@@ -252,25 +272,29 @@ class BackupWorker:
             for name, entry in logs.items():
                 self.events.emit("backup-file", file=name, bytes=entry["size"])
             files.update(logs)
+            step(NAME, "logs-copied")
             backup_id = steps.new_backup_id()
             entry = {"type": "full", "id": backup_id, "time_ns": time.time_ns(),
                      "gen_low": gen_low, "gen_high": gen_high, "roll_lsn": roll_lsn}  # fmt: skip
-            manifest = {"format": 1, "backup_id": backup_id,
+            manifest = {"format": 1, "backup_id": backup_id, "instance_path": self.cfg.path,
                         "db_signature": meta.db_signature.hex(),
                         "log_signature": meta.log_signature.hex(), "page_size": meta.page_size,
                         "checkpoint_lsn": meta.checkpoint_lsn, "gen_low": gen_low,
                         "gen_high": gen_high, "chain": [entry], "files": files}  # fmt: skip
             self.check_abort(run)
             steps.write_manifest(self.env, work, manifest)
+            step(NAME, "manifest-written")
             if atomic:
-                steps.swap_atomic(self.env, dest)
-            created = []  # published: from here on nothing is removed
+                steps.swap_atomic(self.env, dest, step=lambda name: step(NAME, name))
+            created, tree = [], None  # published: from here on nothing is removed
+            self.mark(kind="full", dest=dest, created=[], seq=pinned["seq"], generation=gen_low)
             checkpoint = self.record(False, entry, manifest)
         except BaseException:
-            self._remove(work if atomic else None, created)
+            self._remove(tree, created)
             raise
         finally:
             self._unpin(pinned["seq"], floor)
+            self.unmark()
         deleted = self.truncate(copy_mac, checkpoint["checkpoint_lsn"])
         total = sum(f["size"] for f in files.values())
         self.report(run, Progress("complete", "logs", total, total))
@@ -290,12 +314,14 @@ class BackupWorker:
         try:
             self._call(self.lw, "pin", {"generation": first})
             floor = first
+            self.mark(kind="incremental", dest=dest, created=[], generation=first)
             copy_mac = self.roll()
             gen_high = copy_mac - 1
             roll_lsn = make_lsn(copy_mac, RECORDS_START)
             self.events.emit("roll", generation=copy_mac, gen_low=first, gen_high=gen_high)
             names = [f"{LOG_DIR}/{steps.generation_file_name(g)}" for g in range(first, copy_mac)]
             created = [os.path.join(directory, name) for name in names]
+            self.mark(kind="incremental", dest=dest, created=created, generation=first)
             logs = steps.copy_generations(
                 self.env, os.path.join(self.cfg.path, LOG_DIR), os.path.join(directory, LOG_DIR),
                 first, gen_high, bytes.fromhex(manifest["log_signature"]),
@@ -308,14 +334,18 @@ class BackupWorker:
             updated = {**manifest, "gen_high": gen_high, "chain": manifest["chain"] + [entry],
                        "files": {**manifest["files"], **logs}}  # fmt: skip
             self.check_abort(run)
+            step(NAME, "logs-copied")
             steps.write_manifest(self.env, directory, updated)
+            step(NAME, "manifest-written")
             created = []
+            self.mark(kind="incremental", dest=dest, created=[], generation=first)
             checkpoint = self.record(True, entry, updated)
         except BaseException:
             self._remove(None, created)
             raise
         finally:
             self._unpin(None, floor)
+            self.unmark()
         deleted = self.truncate(copy_mac, checkpoint["checkpoint_lsn"])
         total = sum(e["size"] for e in logs.values())
         self.report(run, Progress("complete", "logs", total, total))
@@ -371,6 +401,38 @@ class BackupWorker:
             except JetError as exc:
                 self.events.failure("unpin-fail", exc, kind=kind)
 
+    def mark(self, **state) -> None:
+        """Record what the running backup holds and has written (atomically), so that a
+        worker started after this one died can undo it: files removed, pins released."""
+        tmp = self.marker + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.marker)
+
+    def unmark(self) -> None:
+        try:
+            os.unlink(self.marker)
+        except FileNotFoundError:
+            pass
+
+    def undo_dead_worker(self) -> None:
+        """At start: finish the failure of a backup whose worker died."""
+        try:
+            with open(self.marker) as f:
+                state = json.load(f)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError):
+            state = {}
+        self._remove(state.get("tree"), state.get("created", []))
+        self._unpin(state.get("seq"), state.get("generation"))
+        self.events.emit("backup-fail", kind=state.get("kind"), dest=state.get("dest"),
+                         error={"err": -801, "name": "JET_errBackupAbortByServer",
+                                "message": "the backup worker died; its files were removed"})  # fmt: skip
+        self.unmark()
+
     def _remove(self, tree: str | None, paths: list[str]) -> None:
         """Remove every file this backup wrote (leftovers of a failure never look like a backup)."""
         if tree is not None:
@@ -422,6 +484,7 @@ def main(config: dict) -> None:
     context = zmq.Context()
     router = make_socket(context, zmq.ROUTER, bind=cfg.endpoints["backup"])
     worker = BackupWorker(cfg, context, router)
+    worker.undo_dead_worker()
     heartbeat = Heartbeat(context, cfg.endpoints["supervisor"], NAME, worker.status)
     heartbeat.start()
     poller = zmq.Poller()

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import zmq
 
 from jetstore.engine.errors import JetError
+from jetstore.engine.faults import env_for
+from jetstore.engine.fileio import DEFAULT_ENV
 from jetstore.engine.log_format import RECORDS_START, make_lsn
 from jetstore.engine.meta_format import DB_CLEAN, BackupRecord, Meta
 from jetstore.engine.storage import Storage
@@ -381,7 +383,8 @@ def main(config: dict) -> None:
     cfg = ActorConfig(**config)
     options = cfg.options
     try:
-        storage = Storage.open(cfg.path, auto_checkpoint=False, **options["storage"])
+        storage = Storage.open(cfg.path, auto_checkpoint=False, env=env_for(NAME, DEFAULT_ENV),
+                               **options["storage"])  # fmt: skip
     except JetError as exc:
         report_startup_failure(cfg.endpoints["supervisor"], NAME, exc)
         return

@@ -12,6 +12,7 @@ from __future__ import annotations
 import zmq
 
 from jetstore.engine.errors import JetError
+from jetstore.engine.faults import env_for
 from jetstore.engine.fileio import DEFAULT_ENV
 from jetstore.engine.log import LogStream
 from jetstore.engine.logkeeper import LogKeeper
@@ -41,7 +42,7 @@ def main(config: dict) -> None:
     options = cfg.options
     try:
         stream = LogStream.open(
-            DEFAULT_ENV, options["logs_path"], log_file_size=options["log_file_size"],
+            env_for(NAME, DEFAULT_ENV), options["logs_path"], log_file_size=options["log_file_size"],
             signature=options["signature"], circular=options["circular"],
             end_lsn=options["end_lsn"],
         )  # fmt: skip

@@ -5,5 +5,13 @@ from .backup import Progress, restore, verify_backup
 from .client import Session
 from .errors import JetError
 
-__all__ = ["Client", "Instance", "JetError", "Progress", "Session", "connect", "restore",
-           "verify_backup"]
+__all__ = [
+    "Client",
+    "Instance",
+    "JetError",
+    "Progress",
+    "Session",
+    "connect",
+    "restore",
+    "verify_backup",
+]

@@ -96,7 +96,7 @@ class _Attached:
             raise JetError("JET_errInvalidGrbit", "incremental and atomic must be bools")
         if status is not None and not callable(status):
             raise JetError("JET_errInvalidParameter", "status must be callable or None")
-        self._check_backup_allowed()
+        worker_health = self._backup_worker_health()
         body = {"dest": None if path is None else os.path.abspath(fspath(path)),
                 "incremental": incremental, "atomic": atomic,
                 "create_path": bool(getattr(self, "options", {}).get("create_path_if_not_exist")),
@@ -110,7 +110,7 @@ class _Attached:
                 raised.append(exc)
                 raise
 
-        channel = self._channel("backup")
+        channel = Channel(self._context, self.endpoints["backup"], worker_health)
         try:
             return channel.call("backup", body, on_progress=on_progress if status else None)
         except JetError as exc:
@@ -120,8 +120,9 @@ class _Attached:
         finally:
             channel.close()
 
-    def _check_backup_allowed(self) -> None:
-        pass
+    def _backup_worker_health(self) -> Callable[[], JetError | None]:
+        """Health of the backup about to start: the instance's, and its worker's own."""
+        raise NotImplementedError
 
     def stop_service(self) -> None:
         """JetStopService: every later call on this instance fails with -1329."""
@@ -198,13 +199,25 @@ class Instance(_Attached):
     def _health(self) -> JetError | None:
         return self._supervisor.health()
 
-    def _check_backup_allowed(self) -> None:
+    def _backup_worker_health(self) -> Callable[[], JetError | None]:
         worker = self._supervisor.actor_status().get("backup_worker")
         if worker is None or not worker["alive"]:
             raise JetError(
                 "JET_errBackupNotAllowedYet",
                 "the backup worker is (re)starting; try again in a moment",
             )
+        pid = worker["pid"]
+
+        def health() -> JetError | None:
+            now = self._supervisor.actor_status().get("backup_worker")
+            if now is None or now["pid"] != pid or not now["alive"]:
+                return JetError(
+                    "JET_errBackupAbortByServer",
+                    f"the backup worker (pid {pid}) died; the backup failed and is undone",
+                )
+            return self._health()
+
+        return health
 
     def status(self) -> dict:
         """The actors (pid, alive, uptime, restarts) and the engine's figures."""
@@ -259,6 +272,21 @@ class Client(_Attached):
                         f"{name} (pid {process.pid}) of {self.path} is gone",
                     )
         return self._failure
+
+    def _backup_worker_health(self) -> Callable[[], JetError | None]:
+        try:
+            worker = psutil.Process(self._pids["backup_worker"])
+        except psutil.NoSuchProcess:
+            raise JetError(
+                "JET_errBackupNotAllowedYet", "the backup worker is restarting"
+            ) from None
+
+        def health() -> JetError | None:
+            if not _running(worker):
+                return JetError("JET_errBackupAbortByServer", "the backup worker died")
+            return self._health()
+
+        return health
 
     def status(self) -> dict:
         def alive(name: str) -> bool:

@@ -92,14 +92,20 @@ def checkpoint_page_runs(file: File, meta: Meta) -> Iterator[tuple[int, bytes]]:
     start = 0
     while start < len(used):
         end = start + 1
-        while end < len(used) and end - start < WRITE_BATCH_PAGES and used[end] == used[end - 1] + 1:
+        while (
+            end < len(used) and end - start < WRITE_BATCH_PAGES and used[end] == used[end - 1] + 1
+        ):
             end += 1
         first = used[start]
         data = file.pread((end - start) * size, first * size)
         if len(data) != (end - start) * size:
-            raise JetError("JET_errFileIOBeyondEOF", f"{file.path}: ends before page {used[end - 1]}")
+            raise JetError(
+                "JET_errFileIOBeyondEOF", f"{file.path}: ends before page {used[end - 1]}"
+            )
         for i in range(end - start):
-            verify_page(data[i * size : (i + 1) * size], first + i, file.path, allow_uninitialized=False)
+            verify_page(
+                data[i * size : (i + 1) * size], first + i, file.path, allow_uninitialized=False
+            )
         yield first, data
         start = end
 
@@ -203,7 +209,9 @@ def copy_generations(
     return entries
 
 
-def _copy_file(env: Env, source: str, destination: str, throttle: Throttle | None) -> tuple[int, int]:
+def _copy_file(
+    env: Env, source: str, destination: str, throttle: Throttle | None
+) -> tuple[int, int]:
     src = env.open_read(source)
     dest = env.open(destination, create=True, exclusive=True)
     try:
@@ -269,14 +277,21 @@ def locate_backup(path: str) -> tuple[str, dict]:
     raise JetError("JET_errInvalidBackup", f"{path} holds no complete backup ({detail})")
 
 
-def swap_atomic(env: Env, destination: str) -> None:
-    """temp -> new, keeping the previous new as old until the swap is complete."""
+def swap_atomic(
+    env: Env, destination: str, step: Callable[[str], None] = lambda name: None
+) -> None:
+    """temp -> new, keeping the previous new as old until the swap is complete.
+
+    At every instant a complete backup is in new or old (restore looks in both).
+    """
     temp, new, old = (os.path.join(destination, n) for n in (ATOMIC_TEMP, ATOMIC_NEW, ATOMIC_OLD))
     if os.path.isdir(old) and os.path.isdir(new):
         shutil.rmtree(old)  # a swap interrupted before: new is complete, old is the spare
     if os.path.isdir(new):
         env.rename(new, old)
+        step("swap-old-kept")
     env.rename(temp, new)
+    step("swap-new-placed")
     env.sync_dir(destination)
     shutil.rmtree(old, ignore_errors=True)
     env.sync_dir(destination)
@@ -322,7 +337,9 @@ def verify_backup(backup_dir, *, env: Env = DEFAULT_ENV, report: Report = _no_re
     try:
         meta = read_meta(db)
         if meta.db_signature.hex() != manifest["db_signature"]:
-            raise JetError("JET_errBadDbSignature", f"{db.path}: not the database the manifest names")
+            raise JetError(
+                "JET_errBadDbSignature", f"{db.path}: not the database the manifest names"
+            )
         pages = sum(len(data) for _first, data in checkpoint_page_runs(db, meta))
     finally:
         db.close()
@@ -389,7 +406,9 @@ def restore(
         env.makedirs(dest_logs)
         copied = 0
         for name in sorted(n for n in manifest["files"] if n.startswith(LOG_DIR + "/")):
-            size, _crc = _copy_file(env, os.path.join(directory, name), os.path.join(dest_dir, name), None)
+            size, _crc = _copy_file(
+                env, os.path.join(directory, name), os.path.join(dest_dir, name), None
+            )
             copied += size
             report(Progress("progress", "logs", copied, total, name))
         rolled = _roll_forward(env, manifest, fspath(log_dir), dest_logs) if log_dir else []

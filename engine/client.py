@@ -77,7 +77,9 @@ class Channel:
                     continue  # the late reply to a call that gave up earlier
                 if message.kind != "progress":
                     return codec.result_of(message)
-                self.sock.send(codec.encode(request_id, "ack", self._progress(on_progress, message)))
+                self.sock.send(
+                    codec.encode(request_id, "ack", self._progress(on_progress, message))
+                )
                 continue
             problem = self.health()
             if problem is not None:

@@ -20,6 +20,7 @@ the engine fsyncs directories after them anyway.
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 from dataclasses import dataclass, field
@@ -74,11 +75,13 @@ class FaultEnv(Env):
         crash_at_sync: int | None = None,
         fail_at_write: tuple[int, int] | None = None,
         torn_rng: random.Random | None = None,
+        die: bool = False,
     ) -> None:
         self.crash_at_write = crash_at_write
         self.crash_at_sync = crash_at_sync
         self.fail_at_write = fail_at_write
         self.torn_rng = torn_rng
+        self.die = die  # in an actor process: the crash point ends the process at once
         self.writes = 0
         self.syncs = 0
         self.crashed = False
@@ -98,16 +101,20 @@ class FaultEnv(Env):
                 pending = self._pending_for(f)
                 pending.writes.append((offset, os.pread(f.fd, cut, offset), data[:cut]))
                 os.pwrite(f.fd, data[:cut], offset)
-            self.crashed = True
-            raise SimulatedCrash(f"crash at write {self.writes} ({f.path} offset {offset})")
+            self._crash(f"crash at write {self.writes} ({f.path} offset {offset})")
 
     def _before_sync(self, f: FaultFile) -> None:
         if self.crashed:
             raise SimulatedCrash("sync after the simulated crash")
         self.syncs += 1
         if self.crash_at_sync is not None and self.syncs >= self.crash_at_sync:
-            self.crashed = True
-            raise SimulatedCrash(f"crash at sync {self.syncs} ({f.path})")
+            self._crash(f"crash at sync {self.syncs} ({f.path})")
+
+    def _crash(self, why: str) -> None:
+        if self.die:
+            os._exit(KILLED_EXIT_CODE)
+        self.crashed = True
+        raise SimulatedCrash(why)
 
     def _pending_for(self, f: File) -> _Pending:
         pending = self.pending.get(f.path)
@@ -154,3 +161,43 @@ class FaultEnv(Env):
             if len(new) > SECTOR and rng.random() < 0.3:
                 new = new[: rng.randrange(1, len(new) // SECTOR + 1) * SECTOR]
             os.pwrite(fd, new, offset)
+
+
+# -- fault plans for actor processes ---------------------------------------------------
+#
+# JETSTORE_FAULTS='{"log_writer": {"fail_write": [3, "EIO"]},
+#                   "backup_worker": {"crash_at_step": "manifest-written"}}'
+# Unset (production), actors use the plain Env and every step() is a no-op.
+
+FAULTS_VARIABLE = "JETSTORE_FAULTS"
+KILLED_EXIT_CODE = 137  # what a kill -9 looks like to the supervisor
+
+
+def fault_plan(actor: str) -> dict:
+    raw = os.environ.get(FAULTS_VARIABLE)
+    if not raw:
+        return {}
+    import json
+
+    return json.loads(raw).get(actor, {})
+
+
+def env_for(actor: str, default: Env) -> Env:
+    """The actor's file layer: ``default``, or a FaultEnv that dies (os._exit, no cleanup,
+    like kill -9) at the planned write or fsync, or fails the planned write with an errno."""
+    plan = fault_plan(actor)
+    if not any(k in plan for k in ("crash_write", "crash_sync", "fail_write")):
+        return default
+    fail = plan.get("fail_write")
+    return FaultEnv(
+        crash_at_write=plan.get("crash_write"),
+        crash_at_sync=plan.get("crash_sync"),
+        fail_at_write=(fail[0], getattr(errno, fail[1])) if fail else None,
+        die=True,
+    )
+
+
+def step(actor: str, name: str) -> None:
+    """A named point of an actor's sequence; dies there if the plan says so."""
+    if fault_plan(actor).get("crash_at_step") == name:
+        os._exit(KILLED_EXIT_CODE)

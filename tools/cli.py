@@ -41,7 +41,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from jetstore.engine import inspect
     from jetstore.engine.log import dump_log
 
-    if args.what == "header":
+    if args.what == "backup":
+        from jetstore.engine.backup import locate_backup, verify_backup
+
+        directory, manifest = locate_backup(args.path)
+        report = {"directory": directory, "manifest": manifest}
+        try:
+            report["verification"] = verify_backup(args.path)
+            report["integrity"] = "ok"
+        except JetError as exc:
+            report["integrity"] = "error"
+            report["error"] = {"err": exc.err, "name": exc.name, "message": exc.message}
+    elif args.what == "header":
         report = inspect.dump_header(args.path)
     elif args.what == "log":
         instance_logs = os.path.join(args.path, "logs")
@@ -56,6 +67,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from jetstore.tools.demo import run_demo
 
     return run_demo(args.dir, keys=args.keys)
+
+
+def _progress_printer(enabled: bool):
+    """A status callback that keeps one line on stderr up to date."""
+    if not enabled:
+        return None
+
+    def show(progress) -> None:
+        percent = 100 * progress.done / progress.total if progress.total else 0
+        print(
+            f"\r{progress.phase:8s} {progress.done:>14,d} / {progress.total:,d} bytes "
+            f"({percent:5.1f}%) {progress.file or ''}",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+        if progress.snt in ("complete", "fail"):
+            print(file=sys.stderr)
+
+    return show
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from jetstore.engine.backup import restore
+
+    result = restore(args.backup, args.dest, log_dir=args.log_dir,
+                     status=_progress_printer(not args.json))  # fmt: skip
+    _print(result, args.json)
+    return 0
+
+
+def cmd_verify_backup(args: argparse.Namespace) -> int:
+    from jetstore.engine.backup import verify_backup
+
+    _print(verify_backup(args.backup, report=_progress_printer(not args.json) or
+                         (lambda p: None)), args.json)  # fmt: skip
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -76,6 +124,29 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keys", type=int, default=50_000, help="keys to load (default 50000)")
     demo.set_defaults(func=cmd_demo)
 
+    restore = sub.add_parser(
+        "restore",
+        help="restore a backup into a new instance directory (JetRestore)",
+        description="Verify the backup in BACKUP (or BACKUP/new, BACKUP/old), copy it into "
+        "DEST, replay its logs, roll forward through the contiguous generations of --log-dir "
+        "after the backup's last, and leave DEST clean.",
+    )
+    restore.add_argument("backup")
+    restore.add_argument("dest")
+    restore.add_argument("--log-dir", help="roll forward with this live log directory")
+    restore.add_argument("--json", action="store_true", help="machine-readable output")
+    restore.set_defaults(func=cmd_restore)
+
+    verify = sub.add_parser(
+        "verify-backup",
+        help="check a backup completely without restoring it",
+        description="Check the manifest, every file's size and CRC32C, every page the backup "
+        "holds and every log record and generation link.  Exit code 2 on damage.",
+    )
+    verify.add_argument("backup")
+    verify.add_argument("--json", action="store_true", help="machine-readable output")
+    verify.set_defaults(func=cmd_verify_backup)
+
     serve = sub.add_parser(
         "serve",
         help="run an instance in the foreground until SIGINT/SIGTERM",
@@ -91,11 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
         "inspect",
         help="dump or verify files (esentutl /mh, /ml, /k)",
         description="header: database meta (esentutl /mh); log: verify and describe log "
-        "generations (/ml); verify: checksum every database page (/k).  PATH is an instance "
+        "generations (/ml); verify: checksum every database page (/k); backup: a backup's "
+        "manifest and a full verification.  PATH is an instance "
         "directory, a database file, a logs directory or one generation file.  Exit code 1 "
         "when damage is found.",
     )
-    inspect.add_argument("what", choices=["header", "log", "verify"])
+    inspect.add_argument("what", choices=["header", "log", "verify", "backup"])
     inspect.add_argument("path")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.set_defaults(func=cmd_inspect)
