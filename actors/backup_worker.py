@@ -102,8 +102,12 @@ class BackupWorker:
             if run is None:
                 return {"backup_in_progress": False, "rate": self.throttle.rate}
             progress = run.progress
-            return {"backup_in_progress": True, "kind": run.kind, "rate": self.throttle.rate,
-                    "progress": None if progress is None else vars(progress)}  # fmt: skip
+            return {
+                "backup_in_progress": True,
+                "kind": run.kind,
+                "rate": self.throttle.rate,
+                "progress": None if progress is None else vars(progress),
+            }
 
     def shutdown(self, body: dict, request: Request) -> dict:
         with self.lock:
@@ -159,8 +163,9 @@ class BackupWorker:
             if dest is not None:
                 check_destination(dest, kind, atomic, create_path)
             self.run = Run(request, kind, bool(body.get("sync_progress")))
-        thread = threading.Thread(target=self._run, args=(self.run, dest, atomic),
-                                  name="backup", daemon=True)  # fmt: skip
+        thread = threading.Thread(
+            target=self._run, args=(self.run, dest, atomic), name="backup", daemon=True
+        )
         thread.start()
         return DEFERRED
 
@@ -178,8 +183,12 @@ class BackupWorker:
                 except zmq.ZMQError:
                     pass
             else:
-                reply(self.router, request, body if kind == "ok" else None,
-                      error=body if kind == "error" else None)  # fmt: skip
+                reply(
+                    self.router,
+                    request,
+                    body if kind == "ok" else None,
+                    error=body if kind == "error" else None,
+                )
 
     # -- the backup thread -----------------------------------------------------------
     def report(self, run: Run, progress: Progress) -> None:
@@ -216,8 +225,13 @@ class BackupWorker:
             error = (
                 exc if isinstance(exc, JetError) else JetError("JET_errInternalError", repr(exc))
             )
-            self.events.failure("backup-fail", error, kind=run.kind, dest=dest,
-                                seconds=round(time.monotonic() - started, 3))  # fmt: skip
+            self.events.failure(
+                "backup-fail",
+                error,
+                kind=run.kind,
+                dest=dest,
+                seconds=round(time.monotonic() - started, 3),
+            )
             self.outbox.put((run.request, "error", error))
         finally:
             with self.lock:
@@ -230,8 +244,11 @@ class BackupWorker:
         """A fresh durable checkpoint, pinned in the buffer manager."""
         self._call(self.bm, "checkpoint")
         pinned = self._call(self.bm, "pin_checkpoint")
-        meta = Meta.from_page(pinned["meta_page"], steps.meta_page_slot(pinned["meta_page"]),
-                              os.path.join(self.cfg.path, DB_FILE))  # fmt: skip
+        meta = Meta.from_page(
+            pinned["meta_page"],
+            steps.meta_page_slot(pinned["meta_page"]),
+            os.path.join(self.cfg.path, DB_FILE),
+        )
         return pinned, meta
 
     def full(self, run: Run, dest: str, atomic: bool) -> dict:
@@ -246,8 +263,14 @@ class BackupWorker:
             self.mark(kind="full", dest=dest, tree=tree, created=created, seq=pinned["seq"])
             self._call(self.lw, "pin", {"generation": gen_low})
             floor = gen_low
-            self.mark(kind="full", dest=dest, tree=tree, created=created, seq=pinned["seq"],
-                      generation=gen_low)  # fmt: skip
+            self.mark(
+                kind="full",
+                dest=dest,
+                tree=tree,
+                created=created,
+                seq=pinned["seq"],
+                generation=gen_low,
+            )
             step(NAME, "pinned")
             copy_mac = self.roll()
             step(NAME, "rolled")
@@ -259,28 +282,56 @@ class BackupWorker:
             self.env.makedirs(work)
             progress = lambda p: self.report(run, p)  # noqa: E731
             stop = lambda: self.check_abort(run)  # noqa: E731
-            files = {DB_FILE: steps.copy_database(
-                self.env, os.path.join(self.cfg.path, DB_FILE), pinned["meta_page"],
-                os.path.join(work, DB_FILE), report=progress, throttle=self.throttle,
-                should_stop=stop)}  # fmt: skip
+            files = {
+                DB_FILE: steps.copy_database(
+                    self.env,
+                    os.path.join(self.cfg.path, DB_FILE),
+                    pinned["meta_page"],
+                    os.path.join(work, DB_FILE),
+                    report=progress,
+                    throttle=self.throttle,
+                    should_stop=stop,
+                )
+            }
             self.events.emit("backup-file", file=DB_FILE, bytes=files[DB_FILE]["size"])
             step(NAME, "pages-copied")
             logs = steps.copy_generations(
-                self.env, os.path.join(self.cfg.path, LOG_DIR), os.path.join(work, LOG_DIR),
-                gen_low, gen_high, meta.log_signature, report=progress, throttle=self.throttle,
-                should_stop=stop)  # fmt: skip
+                self.env,
+                os.path.join(self.cfg.path, LOG_DIR),
+                os.path.join(work, LOG_DIR),
+                gen_low,
+                gen_high,
+                meta.log_signature,
+                report=progress,
+                throttle=self.throttle,
+                should_stop=stop,
+            )
             for name, entry in logs.items():
                 self.events.emit("backup-file", file=name, bytes=entry["size"])
             files.update(logs)
             step(NAME, "logs-copied")
             backup_id = steps.new_backup_id()
-            entry = {"type": "full", "id": backup_id, "time_ns": time.time_ns(),
-                     "gen_low": gen_low, "gen_high": gen_high, "roll_lsn": roll_lsn}  # fmt: skip
-            manifest = {"format": 1, "backup_id": backup_id, "instance_path": self.cfg.path,
-                        "db_signature": meta.db_signature.hex(),
-                        "log_signature": meta.log_signature.hex(), "page_size": meta.page_size,
-                        "checkpoint_lsn": meta.checkpoint_lsn, "gen_low": gen_low,
-                        "gen_high": gen_high, "chain": [entry], "files": files}  # fmt: skip
+            entry = {
+                "type": "full",
+                "id": backup_id,
+                "time_ns": time.time_ns(),
+                "gen_low": gen_low,
+                "gen_high": gen_high,
+                "roll_lsn": roll_lsn,
+            }
+            manifest = {
+                "format": 1,
+                "backup_id": backup_id,
+                "instance_path": self.cfg.path,
+                "db_signature": meta.db_signature.hex(),
+                "log_signature": meta.log_signature.hex(),
+                "page_size": meta.page_size,
+                "checkpoint_lsn": meta.checkpoint_lsn,
+                "gen_low": gen_low,
+                "gen_high": gen_high,
+                "chain": [entry],
+                "files": files,
+            }
             self.check_abort(run)
             steps.write_manifest(self.env, work, manifest)
             step(NAME, "manifest-written")
@@ -298,15 +349,23 @@ class BackupWorker:
         deleted = self.truncate(copy_mac, checkpoint["checkpoint_lsn"])
         total = sum(f["size"] for f in files.values())
         self.report(run, Progress("complete", "logs", total, total))
-        return {"backup_id": backup_id, "bytes": total, "gen_low": gen_low,
-                "gen_high": gen_high, "roll_lsn": roll_lsn, "truncated": deleted}  # fmt: skip
+        return {
+            "backup_id": backup_id,
+            "bytes": total,
+            "gen_low": gen_low,
+            "gen_high": gen_high,
+            "roll_lsn": roll_lsn,
+            "truncated": deleted,
+        }
 
     def incremental(self, run: Run, dest: str) -> dict:
         self.report(run, Progress("begin", "logs", 0, 0))
         info = self._call(self.bm, "backup_info")
         if not info["last_full"]:
-            raise JetError("JET_errMissingFullBackup", "no full backup since the database "
-                           "was created or restored: take one first")  # fmt: skip
+            raise JetError(
+                "JET_errMissingFullBackup",
+                "no full backup since the database was created or restored: take one first",
+            )
         directory, manifest = _chain_directory(dest, info)
         first = manifest["gen_high"] + 1
         created: list[str] = []
@@ -323,16 +382,32 @@ class BackupWorker:
             created = [os.path.join(directory, name) for name in names]
             self.mark(kind="incremental", dest=dest, created=created, generation=first)
             logs = steps.copy_generations(
-                self.env, os.path.join(self.cfg.path, LOG_DIR), os.path.join(directory, LOG_DIR),
-                first, gen_high, bytes.fromhex(manifest["log_signature"]),
-                report=lambda p: self.report(run, p), throttle=self.throttle,
-                should_stop=lambda: self.check_abort(run))  # fmt: skip
+                self.env,
+                os.path.join(self.cfg.path, LOG_DIR),
+                os.path.join(directory, LOG_DIR),
+                first,
+                gen_high,
+                bytes.fromhex(manifest["log_signature"]),
+                report=lambda p: self.report(run, p),
+                throttle=self.throttle,
+                should_stop=lambda: self.check_abort(run),
+            )
             for name, entry in logs.items():
                 self.events.emit("backup-file", file=name, bytes=entry["size"])
-            entry = {"type": "incremental", "id": steps.new_backup_id(), "time_ns": time.time_ns(),
-                     "gen_low": first, "gen_high": gen_high, "roll_lsn": roll_lsn}  # fmt: skip
-            updated = {**manifest, "gen_high": gen_high, "chain": manifest["chain"] + [entry],
-                       "files": {**manifest["files"], **logs}}  # fmt: skip
+            entry = {
+                "type": "incremental",
+                "id": steps.new_backup_id(),
+                "time_ns": time.time_ns(),
+                "gen_low": first,
+                "gen_high": gen_high,
+                "roll_lsn": roll_lsn,
+            }
+            updated = {
+                **manifest,
+                "gen_high": gen_high,
+                "chain": manifest["chain"] + [entry],
+                "files": {**manifest["files"], **logs},
+            }
             self.check_abort(run)
             step(NAME, "logs-copied")
             steps.write_manifest(self.env, directory, updated)
@@ -349,8 +424,14 @@ class BackupWorker:
         deleted = self.truncate(copy_mac, checkpoint["checkpoint_lsn"])
         total = sum(e["size"] for e in logs.values())
         self.report(run, Progress("complete", "logs", total, total))
-        return {"backup_id": manifest["backup_id"], "bytes": total, "gen_low": first,
-                "gen_high": gen_high, "roll_lsn": roll_lsn, "truncated": deleted}  # fmt: skip
+        return {
+            "backup_id": manifest["backup_id"],
+            "bytes": total,
+            "gen_low": first,
+            "gen_high": gen_high,
+            "roll_lsn": roll_lsn,
+            "truncated": deleted,
+        }
 
     def truncate_only(self, run: Run) -> dict:
         self.report(run, Progress("begin", "truncate", 0, 0))
@@ -369,10 +450,18 @@ class BackupWorker:
 
     def record(self, incremental: bool, entry: dict, manifest: dict) -> dict:
         """Record the backup in the meta; returns the durable checkpoint that holds it."""
-        return self._call(self.bm, "record_backup", {
-            "incremental": incremental, "time_ns": entry["time_ns"], "gen_low": entry["gen_low"],
-            "gen_high": entry["gen_high"], "lsn_mark": manifest["checkpoint_lsn"],
-            "backup_id": bytes.fromhex(manifest["backup_id"])})  # fmt: skip
+        return self._call(
+            self.bm,
+            "record_backup",
+            {
+                "incremental": incremental,
+                "time_ns": entry["time_ns"],
+                "gen_low": entry["gen_low"],
+                "gen_high": entry["gen_high"],
+                "lsn_mark": manifest["checkpoint_lsn"],
+                "backup_id": bytes.fromhex(manifest["backup_id"]),
+            },
+        )
 
     def truncate(self, copy_mac: int, checkpoint_lsn: int) -> list[int]:
         """Delete generations below min(checkpoint generation, copyMac), oldest first.
@@ -392,8 +481,10 @@ class BackupWorker:
 
     def _unpin(self, seq: int | None, generation: int | None) -> None:
         """Release both pins, whatever happened; a failure here is only logged."""
-        for channel, kind, body in ((self.bm, "unpin_checkpoint", {"seq": seq}),
-                                    (self.lw, "unpin", {"generation": generation})):  # fmt: skip
+        for channel, kind, body in (
+            (self.bm, "unpin_checkpoint", {"seq": seq}),
+            (self.lw, "unpin", {"generation": generation}),
+        ):
             if None in body.values():
                 continue
             try:
@@ -428,9 +519,16 @@ class BackupWorker:
             state = {}
         self._remove(state.get("tree"), state.get("created", []))
         self._unpin(state.get("seq"), state.get("generation"))
-        self.events.emit("backup-fail", kind=state.get("kind"), dest=state.get("dest"),
-                         error={"err": -801, "name": "JET_errBackupAbortByServer",
-                                "message": "the backup worker died; its files were removed"})  # fmt: skip
+        self.events.emit(
+            "backup-fail",
+            kind=state.get("kind"),
+            dest=state.get("dest"),
+            error={
+                "err": -801,
+                "name": "JET_errBackupAbortByServer",
+                "message": "the backup worker died; its files were removed",
+            },
+        )
         self.unmark()
 
     def _remove(self, tree: str | None, paths: list[str]) -> None:
@@ -448,8 +546,11 @@ def check_destination(dest: str, kind: str, atomic: bool, create_path: bool) -> 
     """DESIGN 6.1 destination rules: JET_errInvalidPath, JET_errBackupDirectoryNotEmpty."""
     if not os.path.isdir(dest):
         if os.path.exists(dest) or not create_path:
-            raise JetError("JET_errInvalidPath", f"backup destination {dest} is not a directory "
-                           "(create_path_if_not_exist=True creates it)")  # fmt: skip
+            raise JetError(
+                "JET_errInvalidPath",
+                f"backup destination {dest} is not a directory "
+                "(create_path_if_not_exist=True creates it)",
+            )
         try:
             os.makedirs(dest)
         except OSError as exc:
@@ -468,13 +569,17 @@ def _chain_directory(dest: str, info: dict) -> tuple[str, dict]:
         raise JetError("JET_errInvalidBackupSequence", f"{dest}: only an old backup is complete")
     last = info["last_incremental"] or info["last_full"]
     if manifest["backup_id"] != info["last_full"]["backup_id"].hex():
-        raise JetError("JET_errInvalidBackupSequence",
-                       f"{directory} holds backup {manifest['backup_id']}, not the last full "
-                       f"backup {info['last_full']['backup_id'].hex()}")  # fmt: skip
+        raise JetError(
+            "JET_errInvalidBackupSequence",
+            f"{directory} holds backup {manifest['backup_id']}, not the last full "
+            f"backup {info['last_full']['backup_id'].hex()}",
+        )
     if manifest["gen_high"] != last["gen_high"]:
-        raise JetError("JET_errInvalidBackupSequence",
-                       f"{directory} ends at generation {manifest['gen_high']}, the last backup "
-                       f"at {last['gen_high']}")  # fmt: skip
+        raise JetError(
+            "JET_errInvalidBackupSequence",
+            f"{directory} ends at generation {manifest['gen_high']}, the last backup "
+            f"at {last['gen_high']}",
+        )
     return directory, manifest
 
 

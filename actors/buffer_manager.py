@@ -119,10 +119,10 @@ class BufferManager:
             "commit": self.commit,
             "create_table": lambda body, request: self.logged(
                 request, self.storage.create_table, body["table"]
-            ),  # fmt: skip
+            ),
             "drop_table": lambda body, request: self.logged(
                 request, self.storage.drop_table, body["table"]
-            ),  # fmt: skip
+            ),
             "list_tables": lambda body, request: self.storage.list_tables(),
             "checkpoint": self.request_checkpoint,
             "stop_service": self.stop_service,
@@ -136,8 +136,9 @@ class BufferManager:
 
     # -- client requests -------------------------------------------------------
     def serve(self) -> None:
-        serve_requests(self.router, schema.BUFFER_MANAGER, self.handlers, NAME,
-                       MAX_REQUESTS_PER_TURN)  # fmt: skip
+        serve_requests(
+            self.router, schema.BUFFER_MANAGER, self.handlers, NAME, MAX_REQUESTS_PER_TURN
+        )
 
     def _guarded(self, kind: str, handler):
         """Refuse work once shutdown began or the service was stopped (ESE's ErrAPIEnter)."""
@@ -189,8 +190,9 @@ class BufferManager:
         txn = body.get("txn")
         begin_seq = body.get("begin_seq")
         try:
-            return self.logged(request, self.storage.commit, writes, begin_seq,
-                               lazy=bool(body.get("lazy")))  # fmt: skip
+            return self.logged(
+                request, self.storage.commit, writes, begin_seq, lazy=bool(body.get("lazy"))
+            )
         finally:
             self._end_txn(txn)
 
@@ -279,9 +281,12 @@ class BufferManager:
 
     def backup_info(self, body: dict, request: Request) -> dict:
         full, incremental = self.storage.backup_history
-        return {"last_full": _backup_record(full), "last_incremental": _backup_record(incremental),
-                "db_signature": self.storage.meta.db_signature,
-                "log_signature": self.storage.meta.log_signature}  # fmt: skip
+        return {
+            "last_full": _backup_record(full),
+            "last_incremental": _backup_record(incremental),
+            "db_signature": self.storage.meta.db_signature,
+            "log_signature": self.storage.meta.log_signature,
+        }
 
     def log_rolled(self, body: dict, request: Request) -> None:
         """The log writer started generation ``generation`` on request (a backup's roll).
@@ -296,8 +301,9 @@ class BufferManager:
 
     def record_backup(self, body: dict, request: Request):
         """Remember a completed backup in the meta; answered once that is durable."""
-        record = BackupRecord(body["time_ns"], body["gen_low"], body["gen_high"],
-                              body["lsn_mark"], body["backup_id"])  # fmt: skip
+        record = BackupRecord(
+            body["time_ns"], body["gen_low"], body["gen_high"], body["lsn_mark"], body["backup_id"]
+        )
         self.storage.record_backup(body["incremental"], record)
         return self.request_checkpoint(body, request)
 
@@ -374,8 +380,13 @@ class BufferManager:
 def _backup_record(record: BackupRecord) -> dict | None:
     if not record.present:
         return None
-    return {"time_ns": record.time_ns, "gen_low": record.gen_low, "gen_high": record.gen_high,
-            "lsn_mark": record.lsn_mark, "backup_id": record.backup_id}  # fmt: skip
+    return {
+        "time_ns": record.time_ns,
+        "gen_low": record.gen_low,
+        "gen_high": record.gen_high,
+        "lsn_mark": record.lsn_mark,
+        "backup_id": record.backup_id,
+    }
 
 
 def main(config: dict) -> None:
@@ -383,16 +394,21 @@ def main(config: dict) -> None:
     cfg = ActorConfig(**config)
     options = cfg.options
     try:
-        storage = Storage.open(cfg.path, auto_checkpoint=False, env=env_for(NAME, DEFAULT_ENV),
-                               **options["storage"])  # fmt: skip
+        storage = Storage.open(
+            cfg.path, auto_checkpoint=False, env=env_for(NAME, DEFAULT_ENV), **options["storage"]
+        )
     except JetError as exc:
         report_startup_failure(cfg.endpoints["supervisor"], NAME, exc)
         return
     context = zmq.Context()
     to_log = events = None
-    recovered = {"end_lsn": 0, "generation": 0, "signature": storage.meta.log_signature,
-                 "checkpoint_lsn": storage.meta.checkpoint_lsn,
-                 "log_file_size": storage.log_file_size}  # fmt: skip
+    recovered = {
+        "end_lsn": 0,
+        "generation": 0,
+        "signature": storage.meta.log_signature,
+        "checkpoint_lsn": storage.meta.checkpoint_lsn,
+        "log_file_size": storage.log_file_size,
+    }
     if storage.log is not None:
         recovered.update(end_lsn=storage.log.end_lsn, generation=storage.log.current_generation)
         storage.log.close()
@@ -401,8 +417,9 @@ def main(config: dict) -> None:
         events = make_socket(context, zmq.PULL, bind=cfg.endpoints["log_events"])
     router = make_socket(context, zmq.ROUTER, bind=cfg.endpoints["buffer_manager"])
     manager = BufferManager(storage, router, to_log)
-    heartbeat = Heartbeat(context, cfg.endpoints["supervisor"], NAME,
-                          lambda: {"commits": storage.commit_seq})  # fmt: skip
+    heartbeat = Heartbeat(
+        context, cfg.endpoints["supervisor"], NAME, lambda: {"commits": storage.commit_seq}
+    )
     heartbeat.start()
     poller = zmq.Poller()
     poller.register(router, zmq.POLLIN)

@@ -42,10 +42,13 @@ def main(config: dict) -> None:
     options = cfg.options
     try:
         stream = LogStream.open(
-            env_for(NAME, DEFAULT_ENV), options["logs_path"], log_file_size=options["log_file_size"],
-            signature=options["signature"], circular=options["circular"],
+            env_for(NAME, DEFAULT_ENV),
+            options["logs_path"],
+            log_file_size=options["log_file_size"],
+            signature=options["signature"],
+            circular=options["circular"],
             end_lsn=options["end_lsn"],
-        )  # fmt: skip
+        )
     except JetError as exc:
         report_startup_failure(cfg.endpoints["supervisor"], NAME, exc)
         return
@@ -113,13 +116,17 @@ def write_batches(appends: zmq.Socket, events: zmq.Socket, keeper: LogKeeper) ->
         ends = keeper.append_batches([records for _batch, records in batches])
     except JetError as exc:
         for batch, _records in batches:
-            events.send(codec.encode(0, "failed", {"batch": batch, "err": exc.err,
-                                                   "message": exc.message}))  # fmt: skip
+            events.send(
+                codec.encode(0, "failed", {"batch": batch, "err": exc.err, "message": exc.message})
+            )
         return
     generation = keeper.stream.current_generation
     for (batch, _records), batch_ends in zip(batches, ends, strict=True):
-        events.send(codec.encode(0, "durable", {"batch": batch, "ends": batch_ends,
-                                                "generation": generation}))  # fmt: skip
+        events.send(
+            codec.encode(
+                0, "durable", {"batch": batch, "ends": batch_ends, "generation": generation}
+            )
+        )
 
 
 def control_handlers(keeper: LogKeeper, stop: list) -> dict:

@@ -29,8 +29,14 @@ from jetstore.protocol import codec, schema
 log = logging.getLogger("jetstore.actors")
 
 IPC_PATH_MAX = 107
-ENDPOINT_NAMES = ("buffer_manager", "log_append", "log_events", "log_control", "backup",
-                  "supervisor")  # fmt: skip
+ENDPOINT_NAMES = (
+    "buffer_manager",
+    "log_append",
+    "log_events",
+    "log_control",
+    "backup",
+    "supervisor",
+)
 RUN_DIR = "run"
 ENDPOINTS_FILE = "endpoints.json"
 LOCK_FILE = "lock"
@@ -128,9 +134,12 @@ class Heartbeat(threading.Thread):
                     info = self.info()
                 except Exception as exc:  # noqa: BLE001 - a heartbeat must not die of a report
                     info = {"error": type(exc).__name__}
-                body = {"actor": self.actor, "pid": os.getpid(),
-                        "busy_s": 0.0 if busy is None else time.monotonic() - busy,
-                        "info": info}  # fmt: skip
+                body = {
+                    "actor": self.actor,
+                    "pid": os.getpid(),
+                    "busy_s": 0.0 if busy is None else time.monotonic() - busy,
+                    "info": info,
+                }
                 try:
                     sock.send(codec.encode(0, "heartbeat", body), zmq.NOBLOCK)
                 except zmq.Again:
@@ -224,10 +233,14 @@ def serve_requests(
         parts = sock.recv_multipart(zmq.NOBLOCK)
         if len(parts) != 2:
             if len(parts) > 1:
-                reply(sock, Request(parts[0], 0, "?"), error=JetError(
-                    "JET_errInvalidParameter",
-                    f"expected one frame per request, got {len(parts) - 1}",
-                ))  # fmt: skip
+                reply(
+                    sock,
+                    Request(parts[0], 0, "?"),
+                    error=JetError(
+                        "JET_errInvalidParameter",
+                        f"expected one frame per request, got {len(parts) - 1}",
+                    ),
+                )
             continue
         identity, frame = parts
         request = None

@@ -142,14 +142,17 @@ class Supervisor:
             self.processes = process_context()
             recovered = self._start_and_wait("buffer_manager", {"storage": self.storage_options})
             if self.logging:
-                self._start_and_wait("log_writer", {
-                    "logs_path": os.path.join(self.path, LOG_DIR),
-                    "log_file_size": recovered["log_file_size"],  # the stream's own
-                    "signature": recovered["signature"],
-                    "circular": self.storage_options.get("circular_logging", False),
-                    "end_lsn": recovered["end_lsn"],
-                    "checkpoint_lsn": recovered["checkpoint_lsn"],
-                })  # fmt: skip
+                self._start_and_wait(
+                    "log_writer",
+                    {
+                        "logs_path": os.path.join(self.path, LOG_DIR),
+                        "log_file_size": recovered["log_file_size"],  # the stream's own
+                        "signature": recovered["signature"],
+                        "circular": self.storage_options.get("circular_logging", False),
+                        "end_lsn": recovered["end_lsn"],
+                        "checkpoint_lsn": recovered["checkpoint_lsn"],
+                    },
+                )
             self._start_and_wait("backup_worker", {})
             self.control = Channel(
                 self.context,
@@ -185,8 +188,9 @@ class Supervisor:
 
     def _spawn(self, name: str, options: dict) -> ActorState:
         config = ActorConfig(name, self.path, self.endpoints, options).to_dict()
-        process = self.processes.Process(target=ACTOR_MAINS[name], args=(config,),
-                                         name=f"jetstore-{name}", daemon=True)  # fmt: skip
+        process = self.processes.Process(
+            target=ACTOR_MAINS[name], args=(config,), name=f"jetstore-{name}", daemon=True
+        )
         with _application_main_hidden():
             process.start()
         now = self.clock()
@@ -417,8 +421,14 @@ class Supervisor:
             self.lock_fd = None
 
 
-ENDPOINT_FILES = ("buffer_manager", "log_append", "log_events", "log_control", "backup",
-                  "supervisor")  # fmt: skip
+ENDPOINT_FILES = (
+    "buffer_manager",
+    "log_append",
+    "log_events",
+    "log_control",
+    "backup",
+    "supervisor",
+)
 
 
 _NO_VALUE = object()

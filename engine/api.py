@@ -97,10 +97,13 @@ class _Attached:
         if status is not None and not callable(status):
             raise JetError("JET_errInvalidParameter", "status must be callable or None")
         worker_health = self._backup_worker_health()
-        body = {"dest": None if path is None else os.path.abspath(fspath(path)),
-                "incremental": incremental, "atomic": atomic,
-                "create_path": bool(getattr(self, "options", {}).get("create_path_if_not_exist")),
-                "sync_progress": status is not None}  # fmt: skip
+        body = {
+            "dest": None if path is None else os.path.abspath(fspath(path)),
+            "incremental": incremental,
+            "atomic": atomic,
+            "create_path": bool(getattr(self, "options", {}).get("create_path_if_not_exist")),
+            "sync_progress": status is not None,
+        }
         raised: list[BaseException] = []
 
         def on_progress(event: dict) -> None:
@@ -170,9 +173,12 @@ class Instance(_Attached):
         from jetstore.actors.supervisor import Supervisor
 
         path = fspath(path)
-        for name, value in (("create", create), ("circular_logging", circular_logging),
-                            ("logging", logging),
-                            ("create_path_if_not_exist", create_path_if_not_exist)):  # fmt: skip
+        for name, value in (
+            ("create", create),
+            ("circular_logging", circular_logging),
+            ("logging", logging),
+            ("create_path_if_not_exist", create_path_if_not_exist),
+        ):
             if not isinstance(value, bool):
                 raise JetError("JET_errInvalidParameter", f"{name} must be a bool, not {value!r}")
         if os.path.exists(path) and not os.path.isdir(path):
@@ -184,14 +190,22 @@ class Instance(_Attached):
                 os.makedirs(path, exist_ok=True)
             except OSError as exc:
                 raise io_error(exc, f"create instance directory {path}") from exc
-        options = {"create": create, "logging": logging, "circular_logging": circular_logging,
-                   "page_size": page_size, "log_file_size": log_file_size,
-                   "cache_size": cache_size}  # fmt: skip
+        options = {
+            "create": create,
+            "logging": logging,
+            "circular_logging": circular_logging,
+            "page_size": page_size,
+            "log_file_size": log_file_size,
+            "cache_size": cache_size,
+        }
         supervisor = Supervisor(path, options)
         supervisor.start()
         instance = cls(supervisor)
-        instance.options = {**options, "create_path_if_not_exist": create_path_if_not_exist,
-                            "control": control}  # fmt: skip
+        instance.options = {
+            **options,
+            "create_path_if_not_exist": create_path_if_not_exist,
+            "control": control,
+        }
         global _active_instance
         _active_instance = weakref.ref(instance)
         return instance

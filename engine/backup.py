@@ -118,10 +118,15 @@ def checkpoint_bytes(meta: Meta, file: File) -> int:
 
 
 def copy_database(
-    env: Env, source: str, meta_page: bytes, destination: str, *,
-    report: Report = _no_report, throttle: Throttle | None = None,
+    env: Env,
+    source: str,
+    meta_page: bytes,
+    destination: str,
+    *,
+    report: Report = _no_report,
+    throttle: Throttle | None = None,
     should_stop: Callable[[], None] = lambda: None,
-) -> dict:  # fmt: skip
+) -> dict:
     """Copy the pinned checkpoint's pages into a new database file; its manifest entry.
 
     The copy holds the checkpoint's meta in its slot, zeros in the other slot
@@ -183,10 +188,17 @@ def verify_generations(
 
 
 def copy_generations(
-    env: Env, source_logs: str, dest_logs: str, gen_low: int, gen_high: int, signature: bytes,
-    *, report: Report = _no_report, throttle: Throttle | None = None,
+    env: Env,
+    source_logs: str,
+    dest_logs: str,
+    gen_low: int,
+    gen_high: int,
+    signature: bytes,
+    *,
+    report: Report = _no_report,
+    throttle: Throttle | None = None,
     should_stop: Callable[[], None] = lambda: None,
-) -> dict[str, dict]:  # fmt: skip
+) -> dict[str, dict]:
     """Verify generations gen_low..gen_high in the live log, then copy them; manifest entries."""
     try:
         verify_generations(env, source_logs, gen_low, gen_high, signature, "backup")
@@ -200,8 +212,9 @@ def copy_generations(
     done, entries = 0, {}
     for name in names:
         should_stop()
-        size, crc = _copy_file(env, os.path.join(source_logs, name), os.path.join(dest_logs, name),
-                               throttle)  # fmt: skip
+        size, crc = _copy_file(
+            env, os.path.join(source_logs, name), os.path.join(dest_logs, name), throttle
+        )
         done += size
         entries[f"{LOG_DIR}/{name}"] = {"size": size, "crc32c": crc}
         report(Progress("progress", "logs", done, total, f"{LOG_DIR}/{name}"))
@@ -324,13 +337,18 @@ def verify_backup(backup_dir, *, env: Env = DEFAULT_ENV, report: Report = _no_re
         try:
             size, crc = _file_checksum(path)
         except FileNotFoundError:
-            raise JetError("JET_errMissingRestoreLogFiles" if name.startswith(LOG_DIR)
-                           else "JET_errInvalidBackup", f"{path}: listed in the manifest, missing"
-                           ) from None  # fmt: skip
+            raise JetError(
+                "JET_errMissingRestoreLogFiles"
+                if name.startswith(LOG_DIR)
+                else "JET_errInvalidBackup",
+                f"{path}: listed in the manifest, missing",
+            ) from None
         if (size, crc) != (entry["size"], entry["crc32c"]):
-            raise JetError("JET_errInvalidBackup",
-                           f"{path}: {size} bytes crc {crc:#x}, the manifest says "
-                           f"{entry['size']} bytes crc {entry['crc32c']:#x}")  # fmt: skip
+            raise JetError(
+                "JET_errInvalidBackup",
+                f"{path}: {size} bytes crc {crc:#x}, the manifest says "
+                f"{entry['size']} bytes crc {entry['crc32c']:#x}",
+            )
         done += size
         report(Progress("progress", "verify", done, total, name))
     db = env.open_read(os.path.join(directory, DB_FILE))
@@ -345,14 +363,27 @@ def verify_backup(backup_dir, *, env: Env = DEFAULT_ENV, report: Report = _no_re
         db.close()
     logs = os.path.join(directory, LOG_DIR)
     try:
-        verify_generations(env, logs, manifest["gen_low"], manifest["gen_high"],
-                           bytes.fromhex(manifest["log_signature"]), "replay")  # fmt: skip
+        verify_generations(
+            env,
+            logs,
+            manifest["gen_low"],
+            manifest["gen_high"],
+            bytes.fromhex(manifest["log_signature"]),
+            "replay",
+        )
     except JetError as exc:
         raise _restore_error(exc) from exc
     report(Progress("complete", "verify", total, total))
-    return {"directory": directory, "backup_id": manifest["backup_id"], "files": len(manifest["files"]),
-            "bytes": total, "page_bytes": pages, "gen_low": manifest["gen_low"],
-            "gen_high": manifest["gen_high"], "chain": manifest["chain"]}  # fmt: skip
+    return {
+        "directory": directory,
+        "backup_id": manifest["backup_id"],
+        "files": len(manifest["files"]),
+        "bytes": total,
+        "page_bytes": pages,
+        "gen_low": manifest["gen_low"],
+        "gen_high": manifest["gen_high"],
+        "chain": manifest["chain"],
+    }
 
 
 def _restore_error(exc: JetError) -> JetError:
@@ -426,8 +457,13 @@ def restore(
             shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else _unlink(path)
         raise
     report(Progress("complete", "restore", total, total))
-    return {"directory": directory, "dest": dest_dir, "replayed": replayed,
-            "rolled_forward": rolled, "seconds": time.monotonic() - started}  # fmt: skip
+    return {
+        "directory": directory,
+        "dest": dest_dir,
+        "replayed": replayed,
+        "rolled_forward": rolled,
+        "seconds": time.monotonic() - started,
+    }
 
 
 def _roll_forward(env: Env, manifest: dict, log_dir: str, dest_logs: str) -> list[int]:
@@ -442,8 +478,14 @@ def _roll_forward(env: Env, manifest: dict, log_dir: str, dest_logs: str) -> lis
         generation += 1
     if rolled:
         try:
-            verify_generations(env, dest_logs, manifest["gen_low"], rolled[-1],
-                               bytes.fromhex(manifest["log_signature"]), "replay")  # fmt: skip
+            verify_generations(
+                env,
+                dest_logs,
+                manifest["gen_low"],
+                rolled[-1],
+                bytes.fromhex(manifest["log_signature"]),
+                "replay",
+            )
         except JetError as exc:
             mapped = _ROLL_FORWARD_ERRORS.get(exc.name)
             raise JetError(mapped, exc.message) if mapped else exc from exc
@@ -459,6 +501,10 @@ def _unlink(path: str) -> None:
 
 def backup_record(kind: str, manifest: dict, roll_lsn: int) -> BackupRecord:
     entry = manifest["chain"][-1]
-    return BackupRecord(time_ns=entry["time_ns"], gen_low=entry["gen_low"],
-                        gen_high=entry["gen_high"], lsn_mark=roll_lsn,
-                        backup_id=bytes.fromhex(manifest["backup_id"]))  # fmt: skip
+    return BackupRecord(
+        time_ns=entry["time_ns"],
+        gen_low=entry["gen_low"],
+        gen_high=entry["gen_high"],
+        lsn_mark=roll_lsn,
+        backup_id=bytes.fromhex(manifest["backup_id"]),
+    )

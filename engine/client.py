@@ -215,8 +215,12 @@ class Session:
         """Commit the open transaction; returns the log position after its record."""
         with self._entered():
             writes = self._end_transaction()
-            body = {"writes": writes.tables, "begin_seq": self._begin_seq, "txn": self._txn,
-                    "lazy": bool(lazy)}  # fmt: skip
+            body = {
+                "writes": writes.tables,
+                "begin_seq": self._begin_seq,
+                "txn": self._txn,
+                "lazy": bool(lazy),
+            }
             return self._call("commit", body)["lsn"]
 
     def rollback(self) -> None:

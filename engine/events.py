@@ -23,8 +23,12 @@ class EventLog:
         self.path = os.path.join(instance_path, EVENTS_FILE)
 
     def emit(self, event: str, **fields) -> dict:
-        record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
-                  "time_ns": time.time_ns(), "event": event, **fields}  # fmt: skip
+        record = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
+            "time_ns": time.time_ns(),
+            "event": event,
+            **fields,
+        }
         line = json.dumps(record, default=str)
         try:
             with open(self.path, "a") as f:

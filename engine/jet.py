@@ -26,8 +26,12 @@ JET_sesidNil = 0
 JET_snpRepair, JET_snpCompact, JET_snpRestore, JET_snpBackup = 2, 4, 8, 9
 JET_snpUpgrade, JET_snpScrub = 10, 11
 JET_sntProgress, JET_sntFail, JET_sntBegin, JET_sntComplete = 0, 3, 5, 6
-_SNT = {"progress": JET_sntProgress, "fail": JET_sntFail, "begin": JET_sntBegin,
-        "complete": JET_sntComplete}  # fmt: skip
+_SNT = {
+    "progress": JET_sntProgress,
+    "fail": JET_sntFail,
+    "begin": JET_sntBegin,
+    "complete": JET_sntComplete,
+}
 
 _restoring = threading.Event()  # a JetRestore runs in this process
 

@@ -45,8 +45,18 @@ from .errors import JetError
 
 MANIFEST = "MANIFEST"
 FORMAT_VERSION = 1
-REQUIRED = ("format", "backup_id", "db_signature", "log_signature", "page_size",
-            "checkpoint_lsn", "gen_low", "gen_high", "chain", "files")  # fmt: skip
+REQUIRED = (
+    "format",
+    "backup_id",
+    "db_signature",
+    "log_signature",
+    "page_size",
+    "checkpoint_lsn",
+    "gen_low",
+    "gen_high",
+    "chain",
+    "files",
+)
 
 
 def _canonical(fields: dict[str, Any]) -> bytes:
@@ -55,8 +65,12 @@ def _canonical(fields: dict[str, Any]) -> bytes:
 
 def encode(manifest: dict[str, Any]) -> bytes:
     fields = {k: v for k, v in manifest.items() if k != "crc32c"}
-    return json.dumps({**fields, "crc32c": crc32c.crc32c(_canonical(fields))}, indent=1,
-                      sort_keys=True).encode() + b"\n"  # fmt: skip
+    return (
+        json.dumps(
+            {**fields, "crc32c": crc32c.crc32c(_canonical(fields))}, indent=1, sort_keys=True
+        ).encode()
+        + b"\n"
+    )
 
 
 def decode(raw: bytes, path: str) -> dict[str, Any]:

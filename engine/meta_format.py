@@ -153,9 +153,26 @@ class Meta:
         body = page_body(page)
         if len(body) != META_BODY_SIZE:
             raise JetError("JET_errDatabaseCorrupted", f"{path} meta slot {slot}: bad length")
-        (magic, version, page_size, seq, catalog_root, freelist_root, freelist_count,
-         page_count, checkpoint_lsn, db_sig, log_sig, state, flags, _reserved,
-         log_kb, created_ns, full, incremental) = META_BODY.unpack(body)  # fmt: skip
+        (
+            magic,
+            version,
+            page_size,
+            seq,
+            catalog_root,
+            freelist_root,
+            freelist_count,
+            page_count,
+            checkpoint_lsn,
+            db_sig,
+            log_sig,
+            state,
+            flags,
+            _reserved,
+            log_kb,
+            created_ns,
+            full,
+            incremental,
+        ) = META_BODY.unpack(body)
         if magic != MAGIC:
             raise JetError("JET_errInvalidDatabase", f"{path} meta slot {slot}: bad magic")
         if version != FORMAT_VERSION:
@@ -168,10 +185,22 @@ class Meta:
                 f"{path} meta slot {slot}: page size {page_size}, read with {len(page)}",
             )
         return cls(
-            page_size, seq, catalog_root, freelist_root, freelist_count, page_count,
-            checkpoint_lsn, db_sig, log_sig, state, flags, log_kb * 1024, created_ns,
-            BackupRecord.unpack(full), BackupRecord.unpack(incremental),
-        )  # fmt: skip
+            page_size,
+            seq,
+            catalog_root,
+            freelist_root,
+            freelist_count,
+            page_count,
+            checkpoint_lsn,
+            db_sig,
+            log_sig,
+            state,
+            flags,
+            log_kb * 1024,
+            created_ns,
+            BackupRecord.unpack(full),
+            BackupRecord.unpack(incremental),
+        )
 
 
 def page_size_of(page: bytes) -> int | None:

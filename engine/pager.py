@@ -354,8 +354,9 @@ class Pager:
     def _freelist_images(self, free: list[int]) -> tuple[list[tuple[int, bytes]], int]:
         per_page = (self.capacity - FREELIST_HEADER.size) // 4
         needed = -(-len(free) // per_page)
-        holders = [heapq.heappop(self.free_now) if self.free_now else self._extend()
-                   for _ in range(needed)]  # fmt: skip
+        holders = [
+            heapq.heappop(self.free_now) if self.free_now else self._extend() for _ in range(needed)
+        ]
         holder_set = set(holders)
         free = [p for p in free if p not in holder_set]
         images = []

@@ -198,18 +198,26 @@ class Storage:
         file = self.env.open(tmp_path, create=True)
         try:
             file.truncate(0)
-            pager = Pager(file, page_size, self.cache_size, page_count=FIRST_DATA_PAGE,
-                          sealed_seq=0)  # fmt: skip
+            pager = Pager(
+                file, page_size, self.cache_size, page_count=FIRST_DATA_PAGE, sealed_seq=0
+            )
             catalog_root = btree.create(pager)
             images, freelist_root, free_count = pager.seal(1)
             meta = Meta(
-                page_size=page_size, seq=1, catalog_root=catalog_root,
-                freelist_root=freelist_root, freelist_count=free_count,
-                page_count=pager.page_count, checkpoint_lsn=0,
-                db_signature=secrets.token_bytes(16), log_signature=secrets.token_bytes(16),
-                state=DB_JUST_CREATED, flags=FLAG_LOGGING if self.logging else 0,
-                log_file_size=log_file_size, created_ns=time.time_ns(),
-            )  # fmt: skip
+                page_size=page_size,
+                seq=1,
+                catalog_root=catalog_root,
+                freelist_root=freelist_root,
+                freelist_count=free_count,
+                page_count=pager.page_count,
+                checkpoint_lsn=0,
+                db_signature=secrets.token_bytes(16),
+                log_signature=secrets.token_bytes(16),
+                state=DB_JUST_CREATED,
+                flags=FLAG_LOGGING if self.logging else 0,
+                log_file_size=log_file_size,
+                created_ns=time.time_ns(),
+            )
             pager.write_pages(images)
             file.pwrite(meta.to_page(), meta.slot * page_size)
             file.sync()
@@ -225,8 +233,13 @@ class Storage:
         self.meta = meta
         self.backup_history = (meta.last_full, meta.last_incremental)
         self.restored = False
-        self.pager = Pager(self.file, meta.page_size, self.cache_size,
-                           page_count=meta.page_count, sealed_seq=meta.seq)  # fmt: skip
+        self.pager = Pager(
+            self.file,
+            meta.page_size,
+            self.cache_size,
+            page_count=meta.page_count,
+            sealed_seq=meta.seq,
+        )
         self.pager.load_freelist(meta.freelist_root)
         self.tables: dict[str, int] = {
             key.decode(): int.from_bytes(value, "little")
@@ -257,18 +270,25 @@ class Storage:
                 )
             # A new database, or a clean one whose logs were removed: start a new stream.
             self.log = LogStream.create(
-                self.env, self.logs_path, log_file_size=self.log_file_size,
-                signature=meta.log_signature, circular=self.circular,
-            )  # fmt: skip
+                self.env,
+                self.logs_path,
+                log_file_size=self.log_file_size,
+                signature=meta.log_signature,
+                circular=self.circular,
+            )
             return
         for logged in reader.records(meta.checkpoint_lsn, context="replay"):
             where = f"{self.logs_path} record {format_lsn(logged.lsn)}"
             self._apply(redo_format.decode(logged.payload, where), logged.lsn, where)
             self.replayed += 1
         self.log = LogStream.open(
-            self.env, self.logs_path, log_file_size=self.log_file_size,
-            signature=meta.log_signature, circular=self.circular, end_lsn=reader.end_lsn,
-        )  # fmt: skip
+            self.env,
+            self.logs_path,
+            log_file_size=self.log_file_size,
+            signature=meta.log_signature,
+            circular=self.circular,
+            end_lsn=reader.end_lsn,
+        )
 
     # -- failure -------------------------------------------------------------
     def _guard(self) -> None:
@@ -335,9 +355,12 @@ class Storage:
         return txn
 
     def commit(
-        self, writes: dict[str, dict[bytes, bytes | None]], begin_seq: int | None, *,
+        self,
+        writes: dict[str, dict[bytes, bytes | None]],
+        begin_seq: int | None,
+        *,
         lazy: bool = False,
-    ) -> int:  # fmt: skip
+    ) -> int:
         """Apply one transaction's write set atomically; returns its LSN (0 without a log).
 
         ``begin_seq`` is ``commit_seq`` when the transaction began; a key that
@@ -458,8 +481,12 @@ class Storage:
         catalog_root = self.meta.catalog_root
         for table in sorted(self.changed_tables):
             if table in self.tables:
-                catalog_root = btree.put(self.pager, catalog_root, table.encode(),
-                                         self.tables[table].to_bytes(4, "little"))  # fmt: skip
+                catalog_root = btree.put(
+                    self.pager,
+                    catalog_root,
+                    table.encode(),
+                    self.tables[table].to_bytes(4, "little"),
+                )
             else:
                 catalog_root = btree.delete(self.pager, catalog_root, table.encode())[0]
         self.changed_tables.clear()
@@ -472,12 +499,17 @@ class Storage:
             flags |= FLAG_RESTORED
         last_full, last_incremental = self.backup_history
         meta = self.meta.evolve(
-            seq=seq, catalog_root=catalog_root, freelist_root=freelist_root,
-            freelist_count=free_count, page_count=self.pager.page_count,
+            seq=seq,
+            catalog_root=catalog_root,
+            freelist_root=freelist_root,
+            freelist_count=free_count,
+            page_count=self.pager.page_count,
             checkpoint_lsn=checkpoint_lsn,
-            state=self.meta.state if state is None else state, flags=flags,
-            last_full=last_full, last_incremental=last_incremental,
-        )  # fmt: skip
+            state=self.meta.state if state is None else state,
+            flags=flags,
+            last_full=last_full,
+            last_incremental=last_incremental,
+        )
         return images, meta
 
     def write_checkpoint_pages(

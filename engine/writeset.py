@@ -99,9 +99,10 @@ class WriteSet:
             yield from committed
             return
         own = sorted(
-            (k, v) for k, v in pending.items()
+            (k, v)
+            for k, v in pending.items()
             if (start is None or k >= start) and (end is None or k < end)
-        )  # fmt: skip
+        )
         # A committed entry this transaction wrote is superseded by its own entry.
         committed_rest = ((k, v) for k, v in committed if k not in pending)
         for key, value in heapq.merge(committed_rest, own, key=lambda entry: entry[0]):

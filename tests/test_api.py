@@ -197,8 +197,10 @@ def scan_tables(inst):
     s.close()
     assert MANY > 2 * SCAN_CHUNK_ITEMS
     assert BIG_COUNT < SCAN_CHUNK_ITEMS and BIG_COUNT * BIG_SIZE > 2 * SCAN_CHUNK_BYTES
-    return {"many": {_key(i): b"v%d" % i for i in range(MANY)},
-            "big": {_key(i): bytes([i]) * BIG_SIZE for i in range(BIG_COUNT)}}  # fmt: skip
+    return {
+        "many": {_key(i): b"v%d" % i for i in range(MANY)},
+        "big": {_key(i): bytes([i]) * BIG_SIZE for i in range(BIG_COUNT)},
+    }
 
 
 def test_scan_more_than_one_chunk_of_items(s, scan_tables):
@@ -222,8 +224,10 @@ def test_scan_ranges(s, scan_tables):
     assert [k for k, _ in s.scan("many", end=_key(3))] == [_key(0), _key(1), _key(2)]
     # start/end need not be existing keys
     assert [k for k, _ in s.scan("many", start=_key(7) + b"\0", end=_key(10) + b"\0")] == [
-        _key(8), _key(9), _key(10)
-    ]  # fmt: skip
+        _key(8),
+        _key(9),
+        _key(10),
+    ]
     big = list(s.scan("big", start=_key(10), end=_key(30)))
     assert big == [(_key(i), scan_tables["big"][_key(i)]) for i in range(10, 30)]
 
@@ -359,8 +363,9 @@ def test_reads_in_a_transaction_see_its_own_writes(s, table):
     del expected[_key(6)]
     assert list(s.scan(table, start=_key(0), end=_key(50))) == sorted(expected.items())
     assert list(s.scan(table, start=_key(3), end=_key(5))) == [
-        (_key(3), b"new"), (_key(4), b"overwritten")
-    ]  # fmt: skip
+        (_key(3), b"new"),
+        (_key(4), b"overwritten"),
+    ]
     assert list(s.scan(table, start=_key(5), end=_key(7))) == []
     s.rollback()
     assert s.get(table, _key(4)) == b"committed" and s.get(table, _key(3)) is None
@@ -595,12 +600,26 @@ def test_sessions_in_concurrent_threads(inst, table):
         (lambda s, t: s.put(None, b"k", b"v"), -1003),
     ],
     ids=[
-        "put-str-key", "get-str-key", "delete-int-key", "get-none-key", "put-str-value",
-        "put-none-value", "scan-str-start", "put-long-key", "get-long-key", "delete-long-key",
-        "scan-long-end", "create-empty-name", "create-long-name", "create-nul-name",
-        "get-empty-name", "create-int-name", "create-bytes-name", "put-none-table",
+        "put-str-key",
+        "get-str-key",
+        "delete-int-key",
+        "get-none-key",
+        "put-str-value",
+        "put-none-value",
+        "scan-str-start",
+        "put-long-key",
+        "get-long-key",
+        "delete-long-key",
+        "scan-long-end",
+        "create-empty-name",
+        "create-long-name",
+        "create-nul-name",
+        "get-empty-name",
+        "create-int-name",
+        "create-bytes-name",
+        "put-none-table",
     ],
-)  # fmt: skip
+)
 def test_bad_arguments(s, table, call, err):
     with raises_jet(err):
         call(s, table)
@@ -623,10 +642,16 @@ def test_bad_arguments_inside_a_transaction_keep_it(s, table):
 
 @pytest.mark.parametrize(
     "options",
-    [{"page_size": 5000}, {"log_file_size": 1024}, {"cache_size": "x"}, {"logging": "yes"},
-     {"page_size": "8192"}, {"create": 1}],
+    [
+        {"page_size": 5000},
+        {"log_file_size": 1024},
+        {"cache_size": "x"},
+        {"logging": "yes"},
+        {"page_size": "8192"},
+        {"create": 1},
+    ],
     ids=["page_size", "log_file_size", "cache_size", "logging", "page_size-str", "create-int"],
-)  # fmt: skip
+)
 def test_bad_open_parameters(tmp_path, inst, s, table, options):
     with raises_jet(-1003, "JET_errInvalidParameter"):
         Instance.open(tmp_path / "bad", **options)
@@ -845,8 +870,9 @@ client.close()
 def test_connect_from_a_child_process(inst, table):
     s = inst.session()
     s.put(table, b"from-parent", b"hello child")
-    result = subprocess.run([sys.executable, "-c", CHILD, inst.path, table],
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, inst.path, table], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "hello child"
@@ -902,10 +928,14 @@ def test_client_processes_commit_concurrently_and_survive_reopen(tmp_path):
     try:
         inst.session().create_table("mp")
         procs = [
-            subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(n), str(per_client)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            subprocess.Popen(
+                [sys.executable, "-c", WRITER, str(path), str(n), str(per_client)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             for n in range(clients)
-        ]  # fmt: skip
+        ]
         acknowledged = set()
         for proc in procs:
             out, err = proc.communicate(timeout=120)

@@ -154,8 +154,9 @@ while True:
 
 def test_killing_a_client_process_leaves_the_instance_working(tmp_path):
     inst = open_with_table(tmp_path)
-    client = subprocess.Popen([sys.executable, "-c", CLIENT, str(tmp_path)],
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    client = subprocess.Popen(
+        [sys.executable, "-c", CLIENT, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
     for _ in range(20):  # it is committing
         assert client.stdout.readline()
     client.kill()

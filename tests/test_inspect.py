@@ -13,8 +13,10 @@ from jetstore.engine.storage import DB_FILE, Storage
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "jetstore.tools.cli", *args],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def make_instance(path) -> None:

@@ -279,9 +279,13 @@ def test_open_after_a_crash_during_roll_starts_the_next_generation(four_generati
     reader = LogReader(DEFAULT_ENV, logs_dir)
     list(reader.records(0))
     stream = LogStream.open(
-        DEFAULT_ENV, logs_dir, log_file_size=SIZE, signature=SIGNATURE, circular=False,
+        DEFAULT_ENV,
+        logs_dir,
+        log_file_size=SIZE,
+        signature=SIGNATURE,
+        circular=False,
         end_lsn=reader.end_lsn,
-    )  # fmt: skip
+    )
     stream.roll()
     stream.close()
     os.remove(gen_path(logs_dir, stream_end + 1))
@@ -291,9 +295,13 @@ def test_open_after_a_crash_during_roll_starts_the_next_generation(four_generati
     list(reader.records(0))
     assert reader.verified[-1]["closed"]
     stream = LogStream.open(
-        DEFAULT_ENV, logs_dir, log_file_size=SIZE, signature=SIGNATURE, circular=False,
+        DEFAULT_ENV,
+        logs_dir,
+        log_file_size=SIZE,
+        signature=SIGNATURE,
+        circular=False,
         end_lsn=reader.end_lsn,
-    )  # fmt: skip
+    )
     assert stream.current_generation == stream_end + 1
     assert not os.path.exists(os.path.join(logs_dir, "jettmp.log"))
     stream.append(b"after")
@@ -460,9 +468,13 @@ def test_torn_tail_in_last_generation_ends_replay(four_generations):
     assert reader.end_lsn == torn_at and reader.torn
     # Reopening zero-fills the tail: the new record replaces the torn one, no garbage stays.
     stream = LogStream.open(
-        DEFAULT_ENV, logs_dir, log_file_size=SIZE, signature=SIGNATURE, circular=False,
+        DEFAULT_ENV,
+        logs_dir,
+        log_file_size=SIZE,
+        signature=SIGNATURE,
+        circular=False,
         end_lsn=reader.end_lsn,
-    )  # fmt: skip
+    )
     assert stream.append(b"new") == torn_at
     stream.sync()
     stream.close()
@@ -579,9 +591,13 @@ def test_unfinished_record_cut_by_a_crash_is_dropped(tmp_path):
     reader = LogReader(env, logs_dir)
     assert [r.payload for r in reader.records(0)] == [b"kept"]
     stream = LogStream.open(
-        env, logs_dir, log_file_size=SIZE, signature=SIGNATURE, circular=False,
+        env,
+        logs_dir,
+        log_file_size=SIZE,
+        signature=SIGNATURE,
+        circular=False,
         end_lsn=reader.end_lsn,
-    )  # fmt: skip
+    )
     stream.append(b"next")
     stream.sync()
     stream.close()
@@ -678,9 +694,13 @@ def check_recovery(env: Env, logs_dir: str, workload: Workload) -> None:
     assert recovered == workload.appended[: len(recovered)]
     assert len(recovered) >= workload.acknowledged
     stream = LogStream.open(
-        env, logs_dir, log_file_size=SIZE, signature=SIGNATURE, circular=False,
+        env,
+        logs_dir,
+        log_file_size=SIZE,
+        signature=SIGNATURE,
+        circular=False,
         end_lsn=reader.end_lsn,
-    )  # fmt: skip
+    )
     stream.append(b"after recovery")
     stream.sync()
     stream.close()
@@ -748,9 +768,13 @@ def test_random_operations_match_a_list_model(ops):
                 list(reader.records(0))
                 assert reader.end_lsn == end
                 stream = LogStream.open(
-                    DEFAULT_ENV, logs_dir, log_file_size=SMALL, signature=SIGNATURE,
-                    circular=False, end_lsn=end,
-                )  # fmt: skip
+                    DEFAULT_ENV,
+                    logs_dir,
+                    log_file_size=SMALL,
+                    signature=SIGNATURE,
+                    circular=False,
+                    end_lsn=end,
+                )
         end = stream.end_lsn
         stream.close()
         reader = LogReader(DEFAULT_ENV, logs_dir)

@@ -71,11 +71,20 @@ def test_schema_rejects_bad_bodies(kind, body, fragment):
 
 
 def test_every_schema_accepts_its_minimal_body():
-    for table in (schema.BUFFER_MANAGER, schema.LOG_APPEND, schema.LOG_EVENTS,
-                  schema.LOG_CONTROL, schema.BACKUP, schema.SUPERVISOR):  # fmt: skip
+    for table in (
+        schema.BUFFER_MANAGER,
+        schema.LOG_APPEND,
+        schema.LOG_EVENTS,
+        schema.LOG_CONTROL,
+        schema.BACKUP,
+        schema.SUPERVISOR,
+    ):
         for kind, fields in table.items():
-            body = {name: _sample(types) for name, types in fields.items()
-                    if schema.OPTIONAL not in types}  # fmt: skip
+            body = {
+                name: _sample(types)
+                for name, types in fields.items()
+                if schema.OPTIONAL not in types
+            }
             assert schema.check(table, kind, body) is body
 
 
@@ -184,9 +193,12 @@ def test_internal_links_survive_garbage(instance, context):
         push = context.socket(zmq.PUSH)
         push.setsockopt(zmq.LINGER, 0)
         push.connect(instance.endpoints[name])
-        for frame in (b"junk", codec.encode(0, "append", {"batch": 1, "records": [5]}),
-                      codec.encode(0, "durable", {"batch": 999, "ends": [], "generation": 1}),
-                      codec.encode(0, "heartbeat", {"actor": "x"})):  # fmt: skip
+        for frame in (
+            b"junk",
+            codec.encode(0, "append", {"batch": 1, "records": [5]}),
+            codec.encode(0, "durable", {"batch": 999, "ends": [], "generation": 1}),
+            codec.encode(0, "heartbeat", {"actor": "x"}),
+        ):
             push.send(frame)
         push.close()
     session = instance.session()

@@ -91,8 +91,9 @@ def test_foreign_log_signature_fails_recovery(tmp_path):
     crashed_instance(tmp_path / "a")
     crashed_instance(tmp_path / "b")
     for generation in generations(tmp_path / "a"):
-        os.replace(generation_path(tmp_path / "b", generation),
-                   generation_path(tmp_path / "a", generation))  # fmt: skip
+        os.replace(
+            generation_path(tmp_path / "b", generation), generation_path(tmp_path / "a", generation)
+        )
     with pytest.raises(JetError) as e:
         Storage.open(tmp_path / "a", **OPTIONS)
     assert e.value.err == -530

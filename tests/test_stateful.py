@@ -61,8 +61,9 @@ class StorageMachine(RuleBasedStateMachine):
             self.since_durable.append(dict(self.model))
 
     @precondition(lambda self: self.txn is None)
-    @rule(writes=st.dictionaries(KEYS, st.none() | VALUES, min_size=1, max_size=6),
-          lazy=st.booleans())  # fmt: skip
+    @rule(
+        writes=st.dictionaries(KEYS, st.none() | VALUES, min_size=1, max_size=6), lazy=st.booleans()
+    )
     def commit_batch(self, writes, lazy):
         self.storage.commit({"t": writes}, None, lazy=lazy)
         self._committed(writes, durable=not lazy)

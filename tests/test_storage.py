@@ -149,8 +149,12 @@ def test_bad_arguments_give_ese_errors(tmp_path, call, err):
 
 
 def test_bad_open_parameters(tmp_path):
-    for options in ({"page_size": 5000}, {"page_size": 65536}, {"log_file_size": 1024},
-                    {"cache_size": "big"}):  # fmt: skip
+    for options in (
+        {"page_size": 5000},
+        {"page_size": 65536},
+        {"log_file_size": 1024},
+        {"cache_size": "big"},
+    ):
         with pytest.raises(JetError) as e:
             Storage.open(tmp_path / "x", **options)
         assert e.value.err == -1003

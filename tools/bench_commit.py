@@ -64,8 +64,10 @@ def run_clients(target, path: str, clients: int, seconds: float) -> dict:
     context = multiprocess.get_context("spawn")
     results = context.Queue()
     start_at = time.time() + 1.5  # every client connected before the clock starts
-    processes = [context.Process(target=target, args=(path, n, seconds, start_at, results))
-                 for n in range(clients)]  # fmt: skip
+    processes = [
+        context.Process(target=target, args=(path, n, seconds, start_at, results))
+        for n in range(clients)
+    ]
     for process in processes:
         process.start()
     latencies = sorted(x for _ in processes for x in results.get(timeout=seconds + 120))
@@ -117,13 +119,19 @@ def main(argv: list[str] | None = None) -> int:
             db.execute("CREATE TABLE t (k BLOB PRIMARY KEY, v BLOB)")
             db.close()
             sql = run_clients(_sqlite_client, sql_path, clients, args.seconds)
-            row = {"clients": clients, "jetstore": jet, "sqlite": sql,
-                   "ratio": jet["tx_per_s"] / sql["tx_per_s"]}  # fmt: skip
+            row = {
+                "clients": clients,
+                "jetstore": jet,
+                "sqlite": sql,
+                "ratio": jet["tx_per_s"] / sql["tx_per_s"],
+            }
             report["results"].append(row)
-            print(f"{clients:3d} clients  jetstore {jet['tx_per_s']:8,.0f} tx/s "
-                  f"p50 {jet['p50_ms']:.2f} ms p99 {jet['p99_ms']:.2f} ms | "
-                  f"SQLite {sql['tx_per_s']:8,.0f} tx/s p50 {sql['p50_ms']:.2f} ms "
-                  f"p99 {sql['p99_ms']:.2f} ms | ratio {row['ratio']:.2f}x")  # fmt: skip
+            print(
+                f"{clients:3d} clients  jetstore {jet['tx_per_s']:8,.0f} tx/s "
+                f"p50 {jet['p50_ms']:.2f} ms p99 {jet['p99_ms']:.2f} ms | "
+                f"SQLite {sql['tx_per_s']:8,.0f} tx/s p50 {sql['p50_ms']:.2f} ms "
+                f"p99 {sql['p99_ms']:.2f} ms | ratio {row['ratio']:.2f}x"
+            )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if args.json:

@@ -33,8 +33,13 @@ def machine() -> dict:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "sqlite": sqlite3.sqlite_version, "platform": platform.platform()}  # fmt: skip
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "platform": platform.platform(),
+    }
 
 
 def dataset(keys: int, value_size: int, seed: int = 42) -> list[tuple[bytes, bytes]]:
@@ -133,9 +138,13 @@ def main(argv: list[str] | None = None) -> int:
         storage.close()
         db.close()
         for name, figures in results.items():
-            print(f"{name:12s} " + "  ".join(
-                f"{k}={v:,.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()
-            ))  # fmt: skip
+            print(
+                f"{name:12s} "
+                + "  ".join(
+                    f"{k}={v:,.2f}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in figures.items()
+                )
+            )
         if args.open_mb:
             results["open_after_clean_close"] = bench_open(
                 os.path.join(scratch, "open"), args.open_mb, args.value_size

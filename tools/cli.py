@@ -92,8 +92,9 @@ def _progress_printer(enabled: bool):
 def cmd_restore(args: argparse.Namespace) -> int:
     from jetstore.engine.backup import restore
 
-    result = restore(args.backup, args.dest, log_dir=args.log_dir,
-                     status=_progress_printer(not args.json))  # fmt: skip
+    result = restore(
+        args.backup, args.dest, log_dir=args.log_dir, status=_progress_printer(not args.json)
+    )
     _print(result, args.json)
     return 0
 
@@ -101,8 +102,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def cmd_verify_backup(args: argparse.Namespace) -> int:
     from jetstore.engine.backup import verify_backup
 
-    _print(verify_backup(args.backup, report=_progress_printer(not args.json) or
-                         (lambda p: None)), args.json)  # fmt: skip
+    _print(
+        verify_backup(args.backup, report=_progress_printer(not args.json) or (lambda p: None)),
+        args.json,
+    )
     return 0
 
 

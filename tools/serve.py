@@ -26,8 +26,11 @@ def serve(directory: str, *, as_json: bool = False) -> int:
         inst = Instance.open(directory)
         try:
             status = inst.status()
-            info = {"path": inst.path, "endpoints": inst.endpoints,
-                    "pids": {name: a["pid"] for name, a in status["actors"].items()}}  # fmt: skip
+            info = {
+                "path": inst.path,
+                "endpoints": inst.endpoints,
+                "pids": {name: a["pid"] for name, a in status["actors"].items()},
+            }
             if as_json:
                 print(json.dumps(info), flush=True)
             else:
