@@ -583,8 +583,12 @@ def _chain_directory(dest: str, info: dict) -> tuple[str, dict]:
     return directory, manifest
 
 
+BACKUP_NICENESS = 10  # a backup yields the CPU to commits on a busy machine
+
+
 def main(config: dict) -> None:
     ignore_interrupts()
+    os.nice(BACKUP_NICENESS)
     cfg = ActorConfig(**config)
     context = zmq.Context()
     router = make_socket(context, zmq.ROUTER, bind=cfg.endpoints["backup"])

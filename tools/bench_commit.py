@@ -45,40 +45,57 @@ def _sqlite_client(path: str, index: int, seconds: float, start_at: float, resul
     db.close()
 
 
-def _run(commit, index: int, seconds: float, start_at: float) -> list[float]:
-    """Commit in a loop from ``start_at`` for ``seconds``; the latency of each commit."""
+def _run(commit, index: int, seconds: float, start_at: float) -> list[tuple[float, float]]:
+    """Commit in a loop from ``start_at`` for ``seconds``: (wall-clock start, latency) each."""
     while time.time() < start_at:
         time.sleep(0.001)
-    latencies = []
+    samples = []
     end = time.perf_counter() + seconds
     i = 0
     while time.perf_counter() < end:
-        began = time.perf_counter()
+        wall, began = time.time(), time.perf_counter()
         commit(b"%03d-%09d" % (index, i))
-        latencies.append(time.perf_counter() - began)
+        samples.append((wall, time.perf_counter() - began))
         i += 1
-    return latencies
+    return samples
 
 
-def run_clients(target, path: str, clients: int, seconds: float) -> dict:
+def start_clients(target, path: str, clients: int, seconds: float, lead: float = 1.5):
+    """Start client processes that begin committing together ``lead`` seconds from now."""
     context = multiprocess.get_context("spawn")
     results = context.Queue()
-    start_at = time.time() + 1.5  # every client connected before the clock starts
+    start_at = time.time() + lead
     processes = [
         context.Process(target=target, args=(path, n, seconds, start_at, results))
         for n in range(clients)
     ]
     for process in processes:
         process.start()
-    latencies = sorted(x for _ in processes for x in results.get(timeout=seconds + 120))
+    return start_at, processes, results
+
+
+def collect(processes, results, seconds: float) -> list[tuple[float, float]]:
+    samples = [s for _ in processes for s in results.get(timeout=seconds + 120)]
     for process in processes:
         process.join()
+    return samples
+
+
+def summarize(samples: list[tuple[float, float]], seconds: float) -> dict:
+    latencies = sorted(latency for _wall, latency in samples)
+    if not latencies:
+        return {"tx_per_s": 0.0, "p50_ms": None, "p99_ms": None, "max_ms": None}
     return {
-        "clients": clients,
         "tx_per_s": len(latencies) / seconds,
         "p50_ms": latencies[len(latencies) // 2] * 1000,
         "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+        "max_ms": latencies[-1] * 1000,
     }
+
+
+def run_clients(target, path: str, clients: int, seconds: float) -> dict:
+    _start, processes, results = start_clients(target, path, clients, seconds)
+    return {"clients": clients, **summarize(collect(processes, results, seconds), seconds)}
 
 
 def open_close_seconds(scratch: str, repeats: int = 5) -> float:

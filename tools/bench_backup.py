@@ -1,0 +1,166 @@
+"""Backup benchmark: online backup against ``cp`` + ``sync``, and its foreground impact.
+
+    python -m jetstore.tools.bench_backup [--size-mb 1024] [--clients 8] [--seconds 6]
+                                          [--json FILE]
+
+In one invocation, on one disk:
+  1. builds a database of SIZE_MB (in-process bulk load, then a clean close);
+  2. full backup throughput (verification included) vs ``cp`` of the same files
+     followed by ``sync`` - the anchor - and the backup worker's peak RSS;
+  3. commit throughput and p99 latency of CLIENTS client processes without a
+     backup, then with a full backup running in the middle of the window; the
+     "during" figures count only commits that started while the backup ran;
+  4. restore of that backup: seconds, and the replay rate in MB of log.
+Prints the machine and configuration first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+
+import psutil
+
+from jetstore.engine import Instance, restore
+from jetstore.engine.storage import DB_FILE, LOG_DIR, Storage
+from jetstore.tools.bench_commit import _jetstore_client, collect, start_clients, summarize
+from jetstore.tools.bench_storage import machine
+
+
+def build_database(path: str, megabytes: int) -> int:
+    """Random 16-byte keys with 1 KiB values until the file holds ``megabytes``."""
+    storage = Storage.open(path, cache_size=256 << 20)
+    storage.create_table("t")
+    rng = random.Random(5)
+    value = rng.randbytes(1024)
+    while storage.pager.page_count * storage.page_size < megabytes << 20:
+        storage.commit({"t": {rng.randbytes(16): value for _ in range(5000)}}, None, lazy=True)
+    storage.close()
+    return os.path.getsize(os.path.join(path, DB_FILE))
+
+
+def cp_and_sync(source: str, destination: str) -> float:
+    """The anchor: copy the database and log files with cp, then sync."""
+    os.makedirs(destination)
+    started = time.perf_counter()
+    subprocess.run(
+        ["cp", "-r", os.path.join(source, DB_FILE), os.path.join(source, LOG_DIR), destination],
+        check=True,
+    )
+    subprocess.run(["sync"], check=True)
+    return time.perf_counter() - started
+
+
+def timed_backup(inst: Instance, destination: str) -> tuple[dict, float, int]:
+    """Run a full backup; (its result, seconds, the backup worker's peak RSS in bytes)."""
+    worker = psutil.Process(inst.status()["actors"]["backup_worker"]["pid"])
+    peak = [worker.memory_info().rss]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], worker.memory_info().rss)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    os.makedirs(destination)
+    started = time.perf_counter()
+    try:
+        result = inst.backup(destination)
+    finally:
+        done.set()
+        sampler.join()
+    return result, time.perf_counter() - started, peak[0]
+
+
+def load_with_backup(inst: Instance, path: str, clients: int, seconds: float, destination):
+    """Commit load for ``seconds``; with ``destination``, a full backup starts a third of the
+    way in.  Returns (samples, backup window as wall-clock (start, end) or None)."""
+    start_at, processes, results = start_clients(_jetstore_client, path, clients, seconds)
+    window = None
+    if destination is not None:
+        time.sleep(max(0.0, start_at - time.time()) + seconds / 3)
+        began = time.time()
+        os.makedirs(destination)
+        inst.backup(destination)
+        window = (began, time.time())
+    return collect(processes, results, seconds), window
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--dir", help="scratch directory (default: a temporary one)")
+    parser.add_argument("--json", help="write every figure to this file")
+    args = parser.parse_args(argv)
+    scratch = tempfile.mkdtemp(prefix="jetstore-bench-", dir=args.dir)
+    report = {"machine": machine(), "config": vars(args), "results": {}}
+    results = report["results"]
+    print("machine:", json.dumps(report["machine"]))
+    print("config: ", json.dumps(report["config"]))
+    try:
+        source = os.path.join(scratch, "src")
+        size = build_database(source, args.size_mb)
+        results["database_bytes"] = size
+        cp_seconds = cp_and_sync(source, os.path.join(scratch, "cp"))
+        shutil.rmtree(os.path.join(scratch, "cp"))
+        with Instance.open(source) as inst:
+            backup, backup_seconds, rss = timed_backup(inst, os.path.join(scratch, "bk"))
+            cp_rate, backup_rate = size / cp_seconds, backup["bytes"] / backup_seconds
+            results["backup"] = {
+                "bytes": backup["bytes"],
+                "seconds": backup_seconds,
+                "mb_per_s": backup_rate / 1e6,
+                "cp_sync_seconds": cp_seconds,
+                "cp_sync_mb_per_s": cp_rate / 1e6,
+                "ratio_to_cp": backup_rate / cp_rate,
+                "backup_worker_peak_rss_mb": rss / 1e6,
+            }
+            print("backup       " + json.dumps(results["backup"]))
+            quiet, _ = load_with_backup(inst, source, args.clients, args.seconds, None)
+            busy, window = load_with_backup(
+                inst, source, args.clients, args.seconds, os.path.join(scratch, "bk2")
+            )
+        during = [s for s in busy if window[0] <= s[0] < window[1]]
+        baseline, loaded = summarize(quiet, args.seconds), summarize(during, window[1] - window[0])
+        results["foreground"] = {
+            "no_backup": baseline,
+            "during_backup": loaded,
+            "backup_window_s": window[1] - window[0],
+            "throughput_ratio": loaded["tx_per_s"] / baseline["tx_per_s"],
+            "p99_ratio": (loaded["p99_ms"] or 0) / baseline["p99_ms"],
+        }
+        print("foreground   " + json.dumps(results["foreground"]))
+        started = time.perf_counter()
+        restored = restore(os.path.join(scratch, "bk2"), os.path.join(scratch, "out"))
+        seconds = time.perf_counter() - started
+        log_bytes = sum(
+            os.path.getsize(os.path.join(scratch, "bk2", LOG_DIR, n))
+            for n in os.listdir(os.path.join(scratch, "bk2", LOG_DIR))
+        )
+        results["restore"] = {
+            "seconds": seconds,
+            "replayed_records": restored["replayed"],
+            "log_mb": log_bytes / 1e6,
+            "log_mb_per_s": log_bytes / 1e6 / seconds,
+        }
+        print("restore      " + json.dumps(results["restore"]))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
