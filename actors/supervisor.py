@@ -46,6 +46,7 @@ from jetstore.protocol import codec, schema
 
 from . import backup_worker, buffer_manager, log_writer
 from .runtime import (
+    ENDPOINT_NAMES,
     ENDPOINTS_FILE,
     LOCK_FILE,
     RUN_DIR,
@@ -404,7 +405,7 @@ class Supervisor:
             self.inbox.close(0)
             self.inbox = None
         run = os.path.join(self.path, RUN_DIR)
-        for name in ENDPOINT_FILES:
+        for name in ENDPOINT_NAMES:
             try:
                 os.unlink(os.path.join(self.sockets_dir or run, name))
             except OSError:
@@ -419,16 +420,6 @@ class Supervisor:
             fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
             os.close(self.lock_fd)
             self.lock_fd = None
-
-
-ENDPOINT_FILES = (
-    "buffer_manager",
-    "log_append",
-    "log_events",
-    "log_control",
-    "backup",
-    "supervisor",
-)
 
 
 _NO_VALUE = object()

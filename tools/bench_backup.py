@@ -22,7 +22,6 @@ import os
 import random
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 
@@ -31,7 +30,7 @@ import psutil
 from jetstore.engine import Instance, restore
 from jetstore.engine.storage import DB_FILE, LOG_DIR, Storage
 from jetstore.tools.bench_commit import _jetstore_client, collect, start_clients, summarize
-from jetstore.tools.bench_storage import machine
+from jetstore.tools.benchmark import add_common_arguments, benchmark_run
 
 
 def build_database(path: str, megabytes: int) -> int:
@@ -99,15 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size-mb", type=int, default=1024)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=6.0)
-    parser.add_argument("--dir", help="scratch directory (default: a temporary one)")
-    parser.add_argument("--json", help="write every figure to this file")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
-    scratch = tempfile.mkdtemp(prefix="jetstore-bench-", dir=args.dir)
-    report = {"machine": machine(), "config": vars(args), "results": {}}
-    results = report["results"]
-    print("machine:", json.dumps(report["machine"]))
-    print("config: ", json.dumps(report["config"]))
-    try:
+    with benchmark_run(args) as (scratch, report):
+        results = report["results"]
         source = os.path.join(scratch, "src")
         size = build_database(source, args.size_mb)
         results["database_bytes"] = size
@@ -151,14 +145,10 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": seconds,
             "replayed_records": restored["replayed"],
             "log_mb": log_bytes / 1e6,
-            "log_mb_per_s": log_bytes / 1e6 / seconds,
+            "replay_seconds": restored["replay_seconds"],
+            "replay_log_mb_per_s": log_bytes / 1e6 / restored["replay_seconds"],
         }
         print("restore      " + json.dumps(results["restore"]))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
     return 0
 
 

@@ -13,16 +13,13 @@ empty instance.  Prints the machine and configuration first.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import sqlite3
-import tempfile
 import time
 
 import multiprocess
 
-from jetstore.tools.bench_storage import machine
+from jetstore.tools.benchmark import add_common_arguments, benchmark_run
 
 VALUE = b"v" * 100
 
@@ -113,16 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 16])
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--dir", help="scratch directory (default: a temporary one)")
-    parser.add_argument("--json", help="write every figure to this file")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
     from jetstore.engine import Instance
 
-    scratch = tempfile.mkdtemp(prefix="jetstore-bench-", dir=args.dir)
-    report = {"machine": machine(), "config": vars(args), "results": []}
-    print("machine:", json.dumps(report["machine"]))
-    print("config: ", json.dumps(report["config"]))
-    try:
+    with benchmark_run(args) as (scratch, report):
         report["open_close_empty_s"] = open_close_seconds(scratch)
         print(f"open+close of an empty instance: {report['open_close_empty_s']:.3f} s (best of 5)")
         for clients in args.clients:
@@ -142,18 +134,13 @@ def main(argv: list[str] | None = None) -> int:
                 "sqlite": sql,
                 "ratio": jet["tx_per_s"] / sql["tx_per_s"],
             }
-            report["results"].append(row)
+            report["results"].setdefault("commits", []).append(row)
             print(
                 f"{clients:3d} clients  jetstore {jet['tx_per_s']:8,.0f} tx/s "
                 f"p50 {jet['p50_ms']:.2f} ms p99 {jet['p99_ms']:.2f} ms | "
                 f"SQLite {sql['tx_per_s']:8,.0f} tx/s p50 {sql['p50_ms']:.2f} ms "
                 f"p99 {sql['p99_ms']:.2f} ms | ratio {row['ratio']:.2f}x"
             )
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
     return 0
 
 

@@ -16,30 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
-import shutil
 import sqlite3
-import tempfile
 import time
 
 from jetstore.engine.storage import Storage
-
-
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "platform": platform.platform(),
-    }
+from jetstore.tools.benchmark import add_common_arguments, benchmark_run
 
 
 def dataset(keys: int, value_size: int, seed: int = 42) -> list[tuple[bytes, bytes]]:
@@ -104,16 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--value-size", type=int, default=1024)
     parser.add_argument("--gets", type=int, default=200_000)
     parser.add_argument("--open-mb", type=int, default=1024, help="0 skips the open test")
-    parser.add_argument("--dir", help="scratch directory (default: a temporary one)")
-    parser.add_argument("--json", help="write every figure to this file")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
 
-    scratch = tempfile.mkdtemp(prefix="jetstore-bench-", dir=args.dir)
-    report = {"machine": machine(), "config": vars(args), "results": {}}
-    results = report["results"]
-    print("machine:", json.dumps(report["machine"]))
-    print("config: ", json.dumps(report["config"]))
-    try:
+    with benchmark_run(args) as (scratch, report):
+        results = report["results"]
         data = dataset(args.keys, args.value_size)
         cache = max(64 << 20, 2 * args.keys * (args.value_size + 64))
         jet_seconds, storage = bench_jetstore_load(os.path.join(scratch, "jet"), data, cache)
@@ -150,11 +127,6 @@ def main(argv: list[str] | None = None) -> int:
                 os.path.join(scratch, "open"), args.open_mb, args.value_size
             )
             print("open         " + json.dumps(results["open_after_clean_close"]))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
     return 0
 
 

@@ -1,0 +1,39 @@
+"""Smoke tests: every benchmark runs end to end in a tiny configuration and reports
+its figures (timing targets live in the benchmarks' output, not here)."""
+
+from __future__ import annotations
+
+import json
+
+from jetstore.tools import bench_backup, bench_commit, bench_storage
+
+
+def run(main, tmp_path, *args: str) -> dict:
+    out = tmp_path / "report.json"
+    assert main([*args, "--dir", str(tmp_path), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["machine"]["cores"] >= 1 and report["config"]
+    return report["results"]
+
+
+def test_bench_storage(tmp_path):
+    results = run(
+        bench_storage.main, tmp_path, "--keys", "2000", "--gets", "2000", "--open-mb", "2"
+    )
+    assert results["bulk_load"]["ratio"] > 0 and results["point_gets"]["jetstore_per_s"] > 0
+    assert results["open_after_clean_close"]["open_seconds"] > 0
+
+
+def test_bench_commit(tmp_path):
+    results = run(bench_commit.main, tmp_path, "--clients", "1", "2", "--seconds", "0.5")
+    rows = results["commits"]
+    assert [row["clients"] for row in rows] == [1, 2]
+    assert all(row["jetstore"]["tx_per_s"] > 0 and row["sqlite"]["p99_ms"] > 0 for row in rows)
+
+
+def test_bench_backup(tmp_path):
+    results = run(bench_backup.main, tmp_path, "--size-mb", "4", "--clients", "2", "--seconds", "1")
+    assert results["backup"]["ratio_to_cp"] > 0 and results["backup"]["bytes"] > 0
+    assert results["backup"]["backup_worker_peak_rss_mb"] > 0
+    assert results["foreground"]["no_backup"]["tx_per_s"] > 0
+    assert results["restore"]["replay_seconds"] > 0
