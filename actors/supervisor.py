@@ -154,7 +154,13 @@ class Supervisor:
                         "checkpoint_lsn": recovered["checkpoint_lsn"],
                     },
                 )
-            self._start_and_wait("backup_worker", {})
+            self._start_and_wait(
+                "backup_worker",
+                {
+                    "logging": self.logging,
+                    "circular_logging": self.storage_options.get("circular_logging", False),
+                },
+            )
             self.control = Channel(
                 self.context,
                 self.endpoints["buffer_manager"],
