@@ -36,6 +36,7 @@ ENDPOINT_NAMES = (
     "log_control",
     "backup",
     "supervisor",
+    "control",
 )
 RUN_DIR = "run"
 ENDPOINTS_FILE = "endpoints.json"

@@ -127,6 +127,15 @@ class _Attached:
         """Health of the backup about to start: the instance's, and its worker's own."""
         raise NotImplementedError
 
+    def _backup_control(self, kind: str, body: dict | None = None):
+        """A short request to the backup worker (status, abort, rate)."""
+        self._check_usable()
+        channel = self._channel("backup")
+        try:
+            return channel.call(kind, body)
+        finally:
+            channel.close()
+
     def stop_service(self) -> None:
         """JetStopService: every later call on this instance fails with -1329."""
         self._control_call("stop_service")
@@ -168,6 +177,7 @@ class Instance(_Attached):
         log_file_size: int = 1 << 20,
         cache_size: int = 64 << 20,
         control: str | None = None,
+        backup_roots: list[str] | None = None,
     ) -> Instance:
         """JetInit: start the actors, recover, and return once everything is ready."""
         from jetstore.actors.supervisor import Supervisor
@@ -201,6 +211,11 @@ class Instance(_Attached):
         supervisor = Supervisor(path, options)
         supervisor.start()
         instance = cls(supervisor)
+        try:
+            instance._start_control(control, backup_roots)
+        except BaseException:
+            supervisor.stop()
+            raise
         instance.options = {
             **options,
             "create_path_if_not_exist": create_path_if_not_exist,
@@ -212,6 +227,18 @@ class Instance(_Attached):
 
     def _health(self) -> JetError | None:
         return self._supervisor.health()
+
+    def _start_control(self, tcp_endpoint: str | None, backup_roots: list[str] | None) -> None:
+        """The control socket: ipc always, tcp+CURVE when asked; published for `jetstore ctl`."""
+        from jetstore.actors.control import ControlServer
+        from jetstore.actors.runtime import write_endpoints
+
+        self._control = ControlServer(self, self.endpoints["control"], tcp_endpoint, backup_roots)
+        self._control.start_and_wait()
+        if tcp_endpoint is not None:
+            self.endpoints = {**self.endpoints}
+            self.endpoints["control_tcp"] = tcp_endpoint
+        write_endpoints(self.path, {**self._supervisor.describe(), "endpoints": self.endpoints})
 
     def _backup_worker_health(self) -> Callable[[], JetError | None]:
         worker = self._supervisor.actor_status().get("backup_worker")
@@ -252,6 +279,8 @@ class Instance(_Attached):
             self.closing = True
             try:
                 self._close_sessions()
+                if getattr(self, "_control", None) is not None:
+                    self._control.stop()
                 self._supervisor.stop()
             finally:
                 self.closed = True

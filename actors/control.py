@@ -1,0 +1,292 @@
+"""Control server: operators drive a running instance over ZeroMQ (DESIGN.md section 7).
+
+A ROUTER in the process that opened the instance, served by its own thread:
+always on ``ipc://<run dir>/control`` (the socket file 0600 inside a 0700
+directory), and optionally on ``tcp://127.0.0.1:PORT``, which refuses to start
+without CURVE: the server's key pair is generated into ``DIR/run/curve`` (0600)
+and only client public keys placed in ``DIR/run/curve/clients`` may connect.
+
+Every message is versioned (``protocol.codec``) and checked against
+``schema.CONTROL``; bad input of any kind gets an error reply and the server
+carries on.  A backup runs in a thread of its own: its progress messages and
+final reply are handed back to the serving thread (sockets stay in one
+thread), so slow or vanished clients never block the engine.  Over tcp a
+backup destination must resolve, symlinks included, inside a ``--backup-root``.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+
+import psutil
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+from jetstore.engine.errors import JetError
+from jetstore.protocol import codec, schema
+
+from .runtime import DEFERRED, RUN_DIR, Request, make_socket, reply, serve_requests
+
+CONTROL_MAX_FRAME = 1 << 20  # operators send small messages; anything bigger is hostile
+CURVE_DIR = "curve"
+CLIENT_KEYS_DIR = "clients"
+SERVER_KEY_NAME = "server"
+
+
+def curve_paths(path: str) -> tuple[str, str]:
+    """(directory of the server's key pair, directory of allowed client public keys)."""
+    keys = os.path.join(path, RUN_DIR, CURVE_DIR)
+    return keys, os.path.join(keys, CLIENT_KEYS_DIR)
+
+
+def ensure_server_keys(path: str) -> tuple[bytes, bytes]:
+    """The server key pair, generated once with mode 0600 (zmq.auth does not chmod)."""
+    keys, clients = curve_paths(path)
+    os.makedirs(clients, mode=0o700, exist_ok=True)
+    secret_file = os.path.join(keys, SERVER_KEY_NAME + ".key_secret")
+    if not os.path.exists(secret_file):
+        old_umask = os.umask(0o077)
+        try:
+            zmq.auth.create_certificates(keys, SERVER_KEY_NAME)
+        finally:
+            os.umask(old_umask)
+    os.chmod(secret_file, 0o600)
+    return zmq.auth.load_certificate(secret_file)
+
+
+class ControlServer(threading.Thread):
+    def __init__(
+        self,
+        instance,
+        ipc_endpoint: str,
+        tcp_endpoint: str | None = None,
+        backup_roots: list[str] | None = None,
+    ) -> None:
+        super().__init__(name="jetstore-control", daemon=True)
+        self.instance = instance
+        self.ipc_endpoint = ipc_endpoint
+        self.tcp_endpoint = tcp_endpoint
+        self.backup_roots = [os.path.realpath(root) for root in backup_roots or []]
+        self.outbox: queue.Queue = queue.Queue()
+        self.stopping = threading.Event()
+        self.started_ok = threading.Event()
+        self.start_error: BaseException | None = None
+        self.commit_samples: list[tuple[float, int]] = []
+        if tcp_endpoint is not None:
+            if not tcp_endpoint.startswith("tcp://127.0.0.1:"):
+                raise JetError(
+                    "JET_errInvalidParameter",
+                    f"control endpoint {tcp_endpoint}: only tcp://127.0.0.1:PORT",
+                )
+            if not zmq.has("curve"):
+                raise JetError(
+                    "JET_errFeatureNotAvailable",
+                    "this libzmq has no CURVE: refusing a tcp control socket",
+                )
+            self.server_public, self.server_secret = ensure_server_keys(instance.path)
+
+    # -- the serving thread ------------------------------------------------------
+    def run(self) -> None:
+        context = self.instance._supervisor.context
+        sockets: dict[zmq.Socket, bool] = {}  # socket -> reached over tcp
+        authenticator = None
+        try:
+            ipc = make_socket(context, zmq.ROUTER, bind=self.ipc_endpoint)
+            ipc.setsockopt(zmq.MAXMSGSIZE, CONTROL_MAX_FRAME)
+            sockets[ipc] = False
+            if self.tcp_endpoint is not None:
+                authenticator = ThreadAuthenticator(context)
+                authenticator.start()
+                authenticator.configure_curve(
+                    domain="*", location=curve_paths(self.instance.path)[1]
+                )
+                tcp = context.socket(zmq.ROUTER)
+                tcp.setsockopt(zmq.LINGER, 1000)
+                tcp.setsockopt(zmq.MAXMSGSIZE, CONTROL_MAX_FRAME)
+                tcp.setsockopt(zmq.ROUTER_MANDATORY, 1)
+                tcp.curve_server = True
+                tcp.curve_publickey, tcp.curve_secretkey = self.server_public, self.server_secret
+                tcp.bind(self.tcp_endpoint)
+                sockets[tcp] = True
+        except BaseException as exc:  # reported to Instance.open by start_and_wait()
+            self.start_error = exc
+            self.started_ok.set()
+            for sock in sockets:
+                sock.close(0)
+            return
+        self.started_ok.set()
+        handlers = {sock: self._handlers(sock, over_tcp) for sock, over_tcp in sockets.items()}
+        poller = zmq.Poller()
+        for sock in sockets:
+            poller.register(sock, zmq.POLLIN)
+        try:
+            while not self.stopping.is_set():
+                for sock in dict(poller.poll(50)):
+                    serve_requests(sock, schema.CONTROL, handlers[sock], "control")
+                self._flush()
+                self._sample_commits()
+        finally:
+            self._flush()
+            for sock in sockets:
+                sock.close(0)
+            if authenticator is not None:
+                authenticator.stop()
+
+    def start_and_wait(self) -> None:
+        self.start()
+        self.started_ok.wait()
+        if self.start_error is not None:
+            error = self.start_error
+            raise (
+                error
+                if isinstance(error, JetError)
+                else JetError("JET_errInvalidParameter", f"control socket: {error}")
+            ) from error
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(5)
+
+    def _flush(self) -> None:
+        """Send what backup threads produced (progress, final replies) from this thread."""
+        while True:
+            try:
+                sock, request, kind, body = self.outbox.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "progress":
+                try:
+                    sock.send_multipart(
+                        [request.identity, codec.encode(request.request_id, "progress", body)],
+                        zmq.NOBLOCK,
+                    )
+                except zmq.ZMQError:
+                    pass  # a client that went away or stopped reading: the backup goes on
+            else:
+                reply(
+                    sock,
+                    request,
+                    body if kind == "ok" else None,
+                    error=body if kind == "error" else None,
+                )
+
+    def _sample_commits(self) -> None:
+        """Commit counter samples for commits/s (from the buffer manager's heartbeats)."""
+        info = self.instance._supervisor.actor_status().get("buffer_manager", {}).get("info", {})
+        if "commits" in info:
+            now = time.monotonic()
+            if not self.commit_samples or now - self.commit_samples[-1][0] >= 0.5:
+                self.commit_samples = [*self.commit_samples[-20:], (now, info["commits"])]
+
+    def commits_per_second(self) -> float:
+        window = [s for s in self.commit_samples if time.monotonic() - s[0] <= 10]
+        if len(window) < 2 or window[-1][0] == window[0][0]:
+            return 0.0
+        return (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
+
+    # -- commands ---------------------------------------------------------------------
+    def _handlers(self, sock: zmq.Socket, over_tcp: bool) -> dict:
+        inst = self.instance
+
+        def background(request: Request, work) -> object:
+            def run() -> None:
+                try:
+                    self.outbox.put((sock, request, "ok", work()))
+                except JetError as exc:
+                    self.outbox.put((sock, request, "error", exc))
+                except Exception as exc:  # noqa: BLE001 - reported, never fatal to the server
+                    self.outbox.put(
+                        (
+                            sock,
+                            request,
+                            "error",
+                            JetError("JET_errInternalError", type(exc).__name__),
+                        )
+                    )
+
+            threading.Thread(target=run, name="jetstore-control-task", daemon=True).start()
+            return DEFERRED
+
+        def backup(body: dict, request: Request):
+            dest = self._destination(body["dest"], over_tcp)
+
+            def progress(event) -> None:
+                self.outbox.put((sock, request, "progress", vars(event)))
+
+            return background(
+                request,
+                lambda: inst.backup(
+                    dest,
+                    incremental=bool(body.get("incremental")),
+                    atomic=bool(body.get("atomic")),
+                    status=progress,
+                ),
+            )
+
+        def shutdown(body: dict, request: Request) -> dict:
+            threading.Thread(target=inst.close, name="jetstore-shutdown", daemon=True).start()
+            return {"shutting_down": True}
+
+        return {
+            "ping": lambda body, request: {
+                "pong": True,
+                "protocol": codec.PROTOCOL_VERSION,
+                "path": inst.path,
+            },
+            "status": lambda body, request: self.status(),
+            "backup": backup,
+            "abort-backup": lambda body, request: inst._backup_control("abort_backup"),
+            "set-backup-rate": lambda body, request: inst._backup_control(
+                "set_backup_rate", {"rate": body["rate"]}
+            ),
+            "truncate": lambda body, request: background(request, lambda: inst.backup(None)),
+            "checkpoint": lambda body, request: background(
+                request, lambda: inst._control_call("checkpoint")
+            ),
+            "stop-service": lambda body, request: inst.stop_service(),
+            "shutdown": shutdown,
+        }
+
+    def _destination(self, dest: str, over_tcp: bool) -> str:
+        """Over tcp, a destination must resolve (symlinks included) inside a backup root."""
+        if not os.path.isabs(dest):
+            raise JetError("JET_errInvalidPath", f"backup destination {dest!r} must be absolute")
+        if not over_tcp:
+            return dest
+        resolved = os.path.realpath(dest)
+        for root in self.backup_roots:
+            if resolved == root or resolved.startswith(root + os.sep):
+                return resolved
+        if not self.backup_roots:
+            raise JetError(
+                "JET_errInvalidPath", "no --backup-root configured: backups over tcp are refused"
+            )
+        raise JetError(
+            "JET_errInvalidPath",
+            f"{dest} resolves to {resolved}, outside the "
+            f"backup roots {', '.join(self.backup_roots)}",
+        )
+
+    def status(self) -> dict:
+        report = self.instance.status()
+        for actor in report["actors"].values():
+            try:
+                process = psutil.Process(actor["pid"])
+                with process.oneshot():
+                    times = process.cpu_times()
+                    actor.update(
+                        rss_bytes=process.memory_info().rss,
+                        cpu_seconds=round(times.user + times.system, 3),
+                    )
+            except psutil.Error:
+                actor.update(rss_bytes=None, cpu_seconds=None)
+        if "failure" not in report:
+            report["commits_per_s"] = round(self.commits_per_second(), 1)
+            report["backup_worker"] = self.instance._backup_control("status")
+            report["backups"] = self.instance._control_call("backup_info")
+        return report
