@@ -112,7 +112,26 @@ def cmd_verify_backup(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from jetstore.tools.serve import serve
 
-    return serve(args.dir, as_json=args.json)
+    return serve(args.dir, as_json=args.json, control=args.control, backup_roots=args.backup_root)
+
+
+def cmd_ctl(args: argparse.Namespace) -> int:
+    from jetstore.tools.ctl import run_ctl
+
+    return run_ctl(args)
+
+
+CTL_COMMANDS = (
+    "ping",
+    "status",
+    "backup",
+    "abort-backup",
+    "set-backup-rate",
+    "truncate",
+    "checkpoint",
+    "stop-service",
+    "shutdown",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,6 +145,31 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("dir", nargs="?", help="instance directory (default: a temporary one)")
     demo.add_argument("--keys", type=int, default=50_000, help="keys to load (default 50000)")
     demo.set_defaults(func=cmd_demo)
+
+    ctl = sub.add_parser(
+        "ctl",
+        help="drive a running instance over its control socket",
+        description="TARGET is an instance directory or a control endpoint (ipc:// or "
+        "tcp://127.0.0.1:PORT with --curve-*).  Commands: " + ", ".join(CTL_COMMANDS) + ".  "
+        "backup DEST [--incremental] [--atomic] shows a progress line; set-backup-rate RATE "
+        "(bytes/s, 0 = unlimited).  Exit codes: 0 ok, 1 error reply, 2 usage, 3 no instance, "
+        "4 timed out, 5 busy (a backup is running), 6 CURVE key refused.",
+    )
+    ctl.add_argument("target")
+    ctl.add_argument("command", choices=CTL_COMMANDS)
+    ctl.add_argument("dest", nargs="?", help="backup destination, or the rate for set-backup-rate")
+    ctl.add_argument("--incremental", action="store_true")
+    ctl.add_argument("--atomic", action="store_true")
+    ctl.add_argument("--json", action="store_true", help="machine-readable output")
+    ctl.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for an answer (a backup resets it with each progress)",
+    )
+    ctl.add_argument("--curve-server-key", help="the server's public key file (tcp)")
+    ctl.add_argument("--curve-client-key", help="this client's secret key file (tcp)")
+    ctl.set_defaults(func=cmd_ctl)
 
     restore = sub.add_parser(
         "restore",
@@ -159,6 +203,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("dir")
     serve.add_argument("--json", action="store_true", help="print the endpoints as JSON")
+    serve.add_argument(
+        "--control",
+        metavar="EP",
+        help="also serve the control socket on tcp://127.0.0.1:PORT (CURVE)",
+    )
+    serve.add_argument(
+        "--backup-root",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="over tcp, backups may only go below this directory (repeatable)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     inspect = sub.add_parser(

@@ -17,13 +17,19 @@ from jetstore.engine import Instance
 FAILURE_POLL_S = 0.2
 
 
-def serve(directory: str, *, as_json: bool = False) -> int:
+def serve(
+    directory: str,
+    *,
+    as_json: bool = False,
+    control: str | None = None,
+    backup_roots: list[str] | None = None,
+) -> int:
     stop = threading.Event()
     previous = {
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
     }
     try:
-        inst = Instance.open(directory)
+        inst = Instance.open(directory, control=control, backup_roots=backup_roots)
         try:
             status = inst.status()
             info = {
@@ -39,6 +45,8 @@ def serve(directory: str, *, as_json: bool = False) -> int:
                     print(f"  {name:15s} {endpoint}", flush=True)
                 print("  stop with Ctrl-C or SIGTERM", flush=True)
             while not stop.wait(FAILURE_POLL_S):
+                if inst.closing or inst.closed:
+                    break  # shut down over the control socket
                 failure = inst._health()
                 if failure is not None:
                     print(f"jetstore: instance failed: {failure}", flush=True)

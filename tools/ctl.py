@@ -1,0 +1,240 @@
+"""``jetstore ctl DIR|ENDPOINT COMMAND``: drive a running instance over its control socket.
+
+Human output by default (a live progress line for backups, a readable status),
+``--json`` for scripts.  Exit codes tell operators what happened, unlike a
+bare "timed out":
+
+    0  success
+    1  the instance answered with an error (its ESE name is printed)
+    2  bad usage
+    3  no instance at this directory or endpoint
+    4  timed out: the instance exists but did not answer in --timeout
+    5  instance busy: a backup is already running
+    6  refused: the tcp server did not accept this client's CURVE key
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import zmq
+import zmq.auth
+from zmq.utils.monitor import recv_monitor_message
+
+from jetstore.actors.runtime import read_endpoints
+from jetstore.engine.errors import JetError
+from jetstore.protocol import codec
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NO_INSTANCE, EXIT_TIMEOUT, EXIT_BUSY, EXIT_REFUSED = range(7)
+
+
+class CtlFailure(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def resolve_endpoint(target: str) -> str:
+    """An instance directory's published control endpoint, or the endpoint itself."""
+    if target.startswith(("ipc://", "tcp://")):
+        if target.startswith("ipc://") and not os.path.exists(target[len("ipc://") :]):
+            raise CtlFailure(EXIT_NO_INSTANCE, f"no instance at {target}: no such socket")
+        return target
+    published = read_endpoints(target)
+    if published is None or "control" not in published.get("endpoints", {}):
+        raise CtlFailure(EXIT_NO_INSTANCE, f"no instance is running at {target}")
+    endpoint = published["endpoints"]["control"]
+    if not os.path.exists(endpoint[len("ipc://") :]):
+        raise CtlFailure(EXIT_NO_INSTANCE, f"no instance is running at {target} (stale endpoints)")
+    return endpoint
+
+
+class ControlClient:
+    def __init__(
+        self,
+        endpoint: str,
+        timeout: float,
+        server_key: str | None = None,
+        client_key: str | None = None,
+    ) -> None:
+        self.context = zmq.Context()
+        self.sock = self.context.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.timeout = timeout
+        self.monitor = None
+        if endpoint.startswith("tcp://"):
+            if not (server_key and client_key):
+                raise CtlFailure(EXIT_USAGE, "tcp needs --curve-server-key and --curve-client-key")
+            self.sock.curve_serverkey = zmq.auth.load_certificate(server_key)[0]
+            public, secret = zmq.auth.load_certificate(client_key)
+            if secret is None:
+                raise CtlFailure(EXIT_USAGE, f"{client_key} holds no secret key")
+            self.sock.curve_publickey, self.sock.curve_secretkey = public, secret
+            self.monitor = self.sock.get_monitor_socket(
+                zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+            )
+        self.sock.connect(endpoint)
+        self.endpoint = endpoint
+
+    def call(self, kind: str, body: dict, on_progress=None):
+        request_id = int(time.monotonic_ns() % (1 << 31))
+        self.sock.send(codec.encode(request_id, kind, body))
+        deadline = time.monotonic() + self.timeout
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        if self.monitor is not None:
+            poller.register(self.monitor, zmq.POLLIN)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise CtlFailure(
+                    EXIT_TIMEOUT,
+                    f"timed out: {self.endpoint} did not answer {kind} in {self.timeout:g} s",
+                )
+            ready = dict(poller.poll(remaining * 1000))
+            if self.monitor is not None and self.monitor in ready:
+                recv_monitor_message(self.monitor)
+                raise CtlFailure(
+                    EXIT_REFUSED,
+                    f"refused: {self.endpoint} does not accept this client's CURVE key",
+                )
+            if self.sock not in ready:
+                continue
+            message = codec.decode(self.sock.recv())
+            if message.request_id != request_id:
+                continue
+            if message.kind == "progress":
+                deadline = time.monotonic() + self.timeout  # a backup that reports is alive
+                if on_progress is not None:
+                    on_progress(message.body)
+                continue
+            return codec.result_of(message)
+
+    def close(self) -> None:
+        if self.monitor is not None:
+            self.sock.disable_monitor()
+            self.monitor.close(0)
+        self.sock.close(0)
+        self.context.term()
+
+
+class ProgressLine:
+    """One stderr line: phase, bytes done/total, rate, ETA."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def __call__(self, event: dict) -> None:
+        done, total = event["done"], event["total"]
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate = done / elapsed
+        eta = (total - done) / rate if rate and total else 0
+        bar_width = 30
+        filled = int(bar_width * done / total) if total else 0
+        print(
+            f"\r{event['phase']:8s} [{'#' * filled}{'.' * (bar_width - filled)}] "
+            f"{done / 1e6:9.1f}/{total / 1e6:.1f} MB {rate / 1e6:7.1f} MB/s ETA {eta:5.1f} s",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def finish(self) -> None:
+        print(file=sys.stderr)
+
+
+def command_body(args) -> tuple[str, dict]:
+    if args.command == "backup":
+        if not args.dest:
+            raise CtlFailure(EXIT_USAGE, "backup needs a destination")
+        return "backup", {
+            "dest": os.path.abspath(args.dest),
+            "incremental": args.incremental,
+            "atomic": args.atomic,
+        }
+    if args.command == "set-backup-rate":
+        if args.dest is None or not args.dest.isdigit():
+            raise CtlFailure(EXIT_USAGE, "set-backup-rate needs a rate in bytes per second")
+        return "set-backup-rate", {"rate": int(args.dest)}
+    return args.command, {}
+
+
+def print_status(status: dict) -> None:
+    print(f"instance {status['path']}")
+    for name, actor in status["actors"].items():
+        rss = actor.get("rss_bytes")
+        print(
+            f"  {name:15s} pid {actor['pid']:<7d} {'alive' if actor['alive'] else 'DEAD':5s} "
+            f"up {actor.get('uptime_s', 0):8.1f} s  rss {(rss or 0) / 1e6:6.1f} MB  "
+            f"cpu {actor.get('cpu_seconds') or 0:7.2f} s  restarts {actor.get('restarts', 0)}"
+        )
+    if "failure" in status:
+        print(f"  FAILED: {status['failure']}")
+        return
+    bm, lw = status["buffer_manager"], status.get("log_writer", {})
+    print(
+        f"  generations     {lw.get('oldest_generation', '-')} .. "
+        f"{lw.get('current_generation', '-')}   checkpoint seq {bm['checkpoint_seq']} "
+        f"lsn {bm['checkpoint_lsn']:#x}"
+    )
+    print(
+        f"  cache           {bm['cache_pages']} pages, {bm['dirty_pages']} dirty; "
+        f"{status.get('commits_per_s', 0):.1f} commits/s"
+    )
+    for kind in ("last_full", "last_incremental"):
+        record = status.get("backups", {}).get(kind)
+        if record:
+            print(
+                f"  {kind:15s} generations {record['gen_low']}..{record['gen_high']} at "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(record['time_ns'] / 1e9))}"
+            )
+    worker = status.get("backup_worker", {})
+    if worker.get("backup_in_progress"):
+        progress = worker.get("progress") or {}
+        print(
+            f"  backup running  {worker['kind']} {progress.get('phase', '')} "
+            f"{progress.get('done', 0):,}/{progress.get('total', 0):,} bytes"
+        )
+
+
+def run_ctl(args) -> int:
+    try:
+        endpoint = resolve_endpoint(args.target)
+        client = ControlClient(endpoint, args.timeout, args.curve_server_key, args.curve_client_key)
+        try:
+            kind, body = command_body(args)
+            progress = ProgressLine() if kind == "backup" and not args.json else None
+            try:
+                result = client.call(kind, body, on_progress=progress)
+            finally:
+                if progress is not None:
+                    progress.finish()
+        finally:
+            client.close()
+    except CtlFailure as failure:
+        print(f"jetstore ctl: {failure}", file=sys.stderr)
+        return failure.code
+    except JetError as exc:
+        print(f"jetstore ctl: {exc.name} ({exc.err}): {exc.message}", file=sys.stderr)
+        return EXIT_BUSY if exc.name == "JET_errBackupInProgress" else EXIT_ERROR
+    except KeyboardInterrupt:
+        print(
+            "\njetstore ctl: detached; a running backup goes on (see `ctl status`)", file=sys.stderr
+        )
+        return 130
+    if args.json:
+        print(json.dumps(result, default=lambda b: b.hex() if isinstance(b, bytes) else str(b)))
+    elif kind == "status":
+        print_status(result)
+    else:
+        print(
+            json.dumps(
+                result, default=lambda b: b.hex() if isinstance(b, bytes) else str(b), indent=1
+            )
+            if result is not None
+            else "ok"
+        )
+    return EXIT_OK
