@@ -41,7 +41,7 @@ from .runtime import (
     ActorConfig,
     Heartbeat,
     Request,
-    ignore_interrupts,
+    actor_setup,
     make_socket,
     parent_sentinel,
     reply,
@@ -76,7 +76,9 @@ class BackupWorker:
         self.env = env_for(NAME, DEFAULT_ENV)
         self.marker = os.path.join(cfg.path, RUN_DIR, MARKER_FILE)
         self.events = EventLog(cfg.path)
-        self.throttle = Throttle()
+        # Set by an abort or a shutdown: a throttled backup stops sleeping at once.
+        self.wakeup = threading.Event()
+        self.throttle = Throttle(sleep=self.wakeup.wait)
         self.run: Run | None = None
         self.outbox: queue.Queue = queue.Queue()  # thread -> loop: what to send to clients
         self.bm = Channel(context, cfg.endpoints["buffer_manager"], lambda: None)
@@ -113,6 +115,8 @@ class BackupWorker:
         with self.lock:
             if self.run is not None:
                 self.run.abort = JetError("JET_errBackupAbortByServer", "the instance is stopping")
+                self.run.acked.set()  # do not wait for a status callback any more
+                self.wakeup.set()
         self.stopping = True
         return {"stopped": True}
 
@@ -122,6 +126,7 @@ class BackupWorker:
                 return {"aborted": False}
             self.run.abort = JetError("JET_errBackupAbortByServer", "aborted on request")
             self.run.acked.set()
+            self.wakeup.set()
         return {"aborted": True}
 
     def set_rate(self, body: dict, request: Request) -> dict:
@@ -163,6 +168,7 @@ class BackupWorker:
             if dest is not None:
                 check_destination(dest, kind, atomic, create_path)
             self.run = Run(request, kind, bool(body.get("sync_progress")))
+            self.wakeup.clear()
         thread = threading.Thread(
             target=self._run, args=(self.run, dest, atomic), name="backup", daemon=True
         )
@@ -587,9 +593,8 @@ BACKUP_NICENESS = 10  # a backup yields the CPU to commits on a busy machine
 
 
 def main(config: dict) -> None:
-    ignore_interrupts()
+    cfg = actor_setup(config)
     os.nice(BACKUP_NICENESS)
-    cfg = ActorConfig(**config)
     context = zmq.Context()
     router = make_socket(context, zmq.ROUTER, bind=cfg.endpoints["backup"])
     worker = BackupWorker(cfg, context, router)

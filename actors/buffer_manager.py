@@ -30,10 +30,9 @@ from jetstore.protocol import codec, schema
 
 from .runtime import (
     DEFERRED,
-    ActorConfig,
     Heartbeat,
     Request,
-    ignore_interrupts,
+    actor_setup,
     make_socket,
     parent_sentinel,
     reply,
@@ -390,8 +389,7 @@ def _backup_record(record: BackupRecord) -> dict | None:
 
 
 def main(config: dict) -> None:
-    ignore_interrupts()
-    cfg = ActorConfig(**config)
+    cfg = actor_setup(config)
     options = cfg.options
     try:
         storage = Storage.open(

@@ -20,10 +20,9 @@ from jetstore.protocol import codec, schema
 
 from .runtime import (
     DEFERRED,
-    ActorConfig,
     Heartbeat,
     Request,
-    ignore_interrupts,
+    actor_setup,
     make_socket,
     parent_sentinel,
     reply,
@@ -37,8 +36,7 @@ MAX_BATCHES_PER_SYNC = 512
 
 
 def main(config: dict) -> None:
-    ignore_interrupts()
-    cfg = ActorConfig(**config)
+    cfg = actor_setup(config)
     options = cfg.options
     try:
         stream = LogStream.open(

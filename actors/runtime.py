@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import zmq
 
 from jetstore.engine.errors import JetError
+from jetstore.engine.faults import FAULTS_VARIABLE
 from jetstore.protocol import codec, schema
 
 log = logging.getLogger("jetstore.actors")
@@ -53,6 +54,9 @@ class ActorConfig:
     path: str
     endpoints: dict[str, str]
     options: dict = field(default_factory=dict)
+    # The opener's JETSTORE_FAULTS at open time: actors are forked from a forkserver
+    # whose environment is the one of the process's first open, not of this one.
+    faults: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -175,11 +179,17 @@ def report_startup_failure(endpoint: str, actor: str, exc: JetError) -> None:
         context.term()
 
 
-def ignore_interrupts() -> None:
-    """Ctrl-C reaches the whole process group; only the supervisor may act on it (it
-    shuts the actors down in order).  An actor dying of its own KeyboardInterrupt
-    would turn a clean stop into a crash."""
+def actor_setup(config: dict) -> ActorConfig:
+    """What every actor does first: its configuration, its fault plan, and Ctrl-C ignored
+    (it reaches the whole process group; only the supervisor may act on it, stopping the
+    actors in order - an actor dying of its own KeyboardInterrupt would be a crash)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    cfg = ActorConfig(**config)
+    if cfg.faults is None:
+        os.environ.pop(FAULTS_VARIABLE, None)
+    else:
+        os.environ[FAULTS_VARIABLE] = cfg.faults
+    return cfg
 
 
 def parent_sentinel() -> int | None:

@@ -41,6 +41,7 @@ import zmq
 
 from jetstore.engine.client import Channel
 from jetstore.engine.errors import JetError
+from jetstore.engine.faults import FAULTS_VARIABLE
 from jetstore.engine.storage import LOG_DIR
 from jetstore.protocol import codec, schema
 
@@ -194,7 +195,8 @@ class Supervisor:
         self.lock_fd = fd
 
     def _spawn(self, name: str, options: dict) -> ActorState:
-        config = ActorConfig(name, self.path, self.endpoints, options).to_dict()
+        faults = os.environ.get(FAULTS_VARIABLE)
+        config = ActorConfig(name, self.path, self.endpoints, options, faults).to_dict()
         process = self.processes.Process(
             target=ACTOR_MAINS[name], args=(config,), name=f"jetstore-{name}", daemon=True
         )
@@ -364,10 +366,12 @@ class Supervisor:
             failed = self.failure is not None
         try:
             if not failed:
+                # The backup worker first: a running backup is aborted and undone (its
+                # files removed, its pins released) while the others can still answer.
+                self._shutdown("backup_worker", self.endpoints["backup"])
                 self._shutdown("buffer_manager", self.endpoints["buffer_manager"])
                 if self.logging:
                     self._shutdown("log_writer", self.endpoints["log_control"])
-                self._shutdown("backup_worker", self.endpoints["backup"])
         finally:
             with self.mutex:
                 self.stopped = True
