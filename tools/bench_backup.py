@@ -21,6 +21,7 @@ import json
 import os
 import random
 import shutil
+import sqlite3
 import subprocess
 import threading
 import time
@@ -55,6 +56,54 @@ def cp_and_sync(source: str, destination: str) -> float:
     )
     subprocess.run(["sync"], check=True)
     return time.perf_counter() - started
+
+
+def sqlite_online_backup(scratch: str, megabytes: int) -> dict:
+    """The second anchor: SQLite's online backup API on a same-sized database, fsynced."""
+    path = os.path.join(scratch, "anchor.sqlite")
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE t (k BLOB PRIMARY KEY, v BLOB)")
+    rng = random.Random(5)
+    value = rng.randbytes(1024)
+    while os.path.getsize(path) + os.path.getsize(path + "-wal") < megabytes << 20:
+        db.execute("BEGIN")
+        db.executemany(
+            "INSERT INTO t VALUES (?, ?)", ((rng.randbytes(16), value) for _ in range(5000))
+        )
+        db.execute("COMMIT")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = os.path.getsize(path)
+    copy_path = os.path.join(scratch, "anchor-copy.sqlite")
+    started = time.perf_counter()
+    with sqlite3.connect(copy_path) as copy:
+        db.backup(copy)
+    fd = os.open(copy_path, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+    seconds = time.perf_counter() - started
+    db.close()
+    return {"bytes": size, "seconds": seconds, "mb_per_s": size / 1e6 / seconds}
+
+
+def recovery_after_kill(scratch: str, clients: int, seconds: float) -> dict:
+    """kill -9 the buffer manager under load, then time the reopen that recovers."""
+    path = os.path.join(scratch, "crash")
+    inst = Instance.open(path)
+    inst.session().create_table("t")
+    _start, processes, results = start_clients(_jetstore_client, path, clients, seconds, lead=1.0)
+    time.sleep(1.0 + seconds / 2)
+    os.kill(inst.status()["actors"]["buffer_manager"]["pid"], 9)
+    for process in processes:  # the clients fail with -1090 and exit
+        process.join(30)
+        if process.is_alive():
+            process.kill()
+    inst.close()
+    started = time.perf_counter()
+    with Instance.open(path) as reopened:
+        seconds_to_open = time.perf_counter() - started
+        replayed = reopened.status()["buffer_manager"]["replayed"]
+    return {"reopen_seconds": seconds_to_open, "replayed_records": replayed}
 
 
 def timed_backup(inst: Instance, destination: str) -> tuple[dict, float, int]:
@@ -98,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size-mb", type=int, default=1024)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument(
+        "--rate",
+        type=int,
+        default=0,
+        help="backup throttle in bytes/s for the foreground test (0: none)",
+    )
     add_common_arguments(parser)
     args = parser.parse_args(argv)
     with benchmark_run(args) as (scratch, report):
@@ -120,7 +175,14 @@ def main(argv: list[str] | None = None) -> int:
                 "backup_worker_peak_rss_mb": rss / 1e6,
             }
             print("backup       " + json.dumps(results["backup"]))
+            anchor = sqlite_online_backup(scratch, args.size_mb)
+            results["sqlite_online_backup"] = {
+                **anchor,
+                "ratio": backup_rate / 1e6 / anchor["mb_per_s"],
+            }
+            print("sqlite       " + json.dumps(results["sqlite_online_backup"]))
             quiet, _ = load_with_backup(inst, source, args.clients, args.seconds, None)
+            inst._backup_control("set_backup_rate", {"rate": args.rate})
             busy, window = load_with_backup(
                 inst, source, args.clients, args.seconds, os.path.join(scratch, "bk2")
             )
@@ -149,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             "replay_log_mb_per_s": log_bytes / 1e6 / restored["replay_seconds"],
         }
         print("restore      " + json.dumps(results["restore"]))
+        results["recovery_after_kill"] = recovery_after_kill(scratch, args.clients, args.seconds)
+        print("recovery     " + json.dumps(results["recovery_after_kill"]))
     return 0
 
 
