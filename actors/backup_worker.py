@@ -65,6 +65,7 @@ class Run:
     progress: Progress | None = None
     abort: JetError | None = None
     acked: threading.Event = field(default_factory=threading.Event)
+    published: bool = False  # past this point the backup succeeds whatever happens
 
 
 class BackupWorker:
@@ -122,7 +123,7 @@ class BackupWorker:
 
     def abort_backup(self, body: dict, request: Request) -> dict:
         with self.lock:
-            if self.run is None:
+            if self.run is None or self.run.published:
                 return {"aborted": False}
             self.run.abort = JetError("JET_errBackupAbortByServer", "aborted on request")
             self.run.acked.set()
@@ -203,12 +204,23 @@ class BackupWorker:
             run.progress = progress
         if run.abort is not None:
             raise run.abort
+        self._send_event(run, progress)
+        if run.abort is not None:
+            raise run.abort
+
+    def report_complete(self, run: Run, total: int, phase: str) -> None:
+        """The last event, sent once the backup is published, recorded and truncated: it
+        can no longer fail, so neither an abort nor a raising callback undoes anything
+        (ESE ignores pfnStatus's return value too)."""
+        with self.lock:
+            run.published = True
+        self._send_event(run, Progress("complete", phase, total, total))
+
+    def _send_event(self, run: Run, progress: Progress) -> None:
         run.acked.clear()
         self.outbox.put((run.request, "progress", vars(progress)))
         if run.sync_progress and not run.acked.wait(ACK_TIMEOUT):
             raise JetError("JET_errCallbackFailed", f"status callback silent for {ACK_TIMEOUT} s")
-        if run.abort is not None:
-            raise run.abort
 
     def check_abort(self, run: Run) -> None:
         if run.abort is not None:
@@ -354,7 +366,7 @@ class BackupWorker:
             self.unmark()
         deleted = self.truncate(copy_mac, checkpoint["checkpoint_lsn"])
         total = sum(f["size"] for f in files.values())
-        self.report(run, Progress("complete", "logs", total, total))
+        self.report_complete(run, total, "logs")
         return {
             "backup_id": backup_id,
             "bytes": total,
@@ -429,7 +441,7 @@ class BackupWorker:
             self.unmark()
         deleted = self.truncate(copy_mac, checkpoint["checkpoint_lsn"])
         total = sum(e["size"] for e in logs.values())
-        self.report(run, Progress("complete", "logs", total, total))
+        self.report_complete(run, total, "logs")
         return {
             "backup_id": manifest["backup_id"],
             "bytes": total,
@@ -445,7 +457,7 @@ class BackupWorker:
         self.events.emit("roll", generation=copy_mac)
         checkpoint = self._call(self.bm, "checkpoint")
         deleted = self.truncate(copy_mac, checkpoint["checkpoint_lsn"])
-        self.report(run, Progress("complete", "truncate", 0, 0))
+        self.report_complete(run, 0, "truncate")
         return {"truncated": deleted, "generation": copy_mac}
 
     def roll(self) -> int:

@@ -77,8 +77,8 @@ ERRORS: dict[str, int] = {
     "JET_errRestoreOfNonBackupDatabase": -615,
     "JET_errLogFileNotCopied": -616,
     "JET_errSurrogateBackupInProgress": -617,
-    # ESE keeps -800 internal (errBackupAbortByCaller); we raise it for an abort
-    # requested over the API or the control socket.
+    # ESE keeps -800 internal (errBackupAbortByCaller); listed, never raised: an abort
+    # over the API or the control socket is -801, as JetStopBackup's is in ESE.
     "JET_errBackupAbortByCaller": -800,
     "JET_errBackupAbortByServer": -801,
     "JET_errInvalidGrbit": -900,

@@ -1,0 +1,14 @@
+"""A short seeded torture campaign (the long ones run from `jetstore torture`):
+kills and planned faults at random instants, every invariant checked, zero violations."""
+
+from __future__ import annotations
+
+from jetstore.tools.torture import run_campaign
+
+
+def test_short_seeded_campaign_has_no_violations(tmp_path):
+    report = run_campaign(str(tmp_path), trials=4, seconds=None, seed=7, clients=2)
+    assert report["counts"]["trials"] == 4
+    assert report["counts"]["acknowledged transactions"] > 0
+    assert report["counts"].get("backups restored", 0) > 0
+    assert report["violations"] == []

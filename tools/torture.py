@@ -1,0 +1,354 @@
+"""``jetstore torture DIR``: a randomized reliability campaign against an oracle.
+
+Each trial opens an instance, starts client processes that commit 4-key
+transactions (printing each transaction's keys before committing and its LSN
+once acknowledged), runs a random schedule of backups (full, atomic,
+incremental) and truncations, and makes something fail at a random moment:
+``kill -9`` of a random actor, or a planned fault (an actor dying at its Nth
+write or fsync, at a named step of the backup sequence, or a write failing
+with ENOSPC/EIO).  Then it reopens the instance and checks DESIGN.md section 8:
+
+- every acknowledged transaction is present, values included;
+- no transaction is half present (all of its keys or none);
+- the log is contiguous and verifies from its oldest generation;
+- every backup that reported success passes ``verify_backup`` and restores to
+  exactly the acknowledged transactions before its roll (and none after);
+- every backup that failed left no file of its own behind.
+
+It prints counts and exits 1 on any violation.  CI runs a few seeded trials;
+``--seconds``/``--trials`` run long campaigns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+from jetstore.engine import Instance, JetError, restore, verify_backup
+from jetstore.engine.backup import ATOMIC_TEMP, read_manifest
+from jetstore.engine.faults import FAULTS_VARIABLE
+from jetstore.engine.fileio import DEFAULT_ENV
+from jetstore.engine.log import LogReader
+from jetstore.engine.storage import LOG_DIR
+
+OPTIONS = {"log_file_size": 64 << 10}
+ACTORS = ("buffer_manager", "log_writer", "backup_worker")
+BACKUP_STEPS = (
+    "pinned",
+    "rolled",
+    "pages-copied",
+    "logs-copied",
+    "manifest-written",
+    "swap-old-kept",
+    "swap-new-placed",
+)
+
+CLIENT = """
+import sys
+from jetstore.engine import JetError, connect
+path, name = sys.argv[1], sys.argv[2]
+session = connect(path).session()
+i = 0
+while True:
+    keys = [b"%s-%06d-%d" % (name.encode(), i, n) for n in range(4)]
+    print("intent", i, flush=True)
+    try:
+        session.begin()
+        for key in keys:
+            session.put("t", key, key[::-1])
+        lsn = session.commit()
+    except JetError as exc:
+        print("error", exc.name, flush=True)
+        break
+    print("acked", i, lsn, flush=True)
+    i += 1
+"""
+
+
+def transaction_keys(name: str, i: int) -> list[bytes]:
+    return [b"%s-%06d-%d" % (name.encode(), i, n) for n in range(4)]
+
+
+def random_fault(rng: random.Random) -> tuple[dict | None, str]:
+    """A fault plan for this trial (or None: a kill -9 instead), and its description."""
+    kind = rng.choice(["kill", "kill", "crash_write", "crash_sync", "step", "enospc", "eio"])
+    if kind == "kill":
+        return None, "kill -9"
+    if kind == "step":
+        step = rng.choice(BACKUP_STEPS)
+        return {"backup_worker": {"crash_at_step": step}}, f"backup worker dies at {step}"
+    if kind in ("enospc", "eio"):
+        actor = rng.choice(["backup_worker", "log_writer"])
+        n = rng.randrange(2, 40)
+        plan = {actor: {"fail_write": [n, kind.upper()]}}
+        return plan, f"{actor} write {n} fails with {kind.upper()}"
+    actor = rng.choice(["buffer_manager", "log_writer"])
+    n = rng.randrange(5, 200)
+    return {actor: {kind: n}}, f"{actor} dies at {kind.split('_')[1]} {n}"
+
+
+class Trial:
+    def __init__(self, path: str, rng: random.Random, clients: int) -> None:
+        self.path, self.rng, self.clients = path, rng, clients
+        self.instance_dir = os.path.join(path, "instance")
+        self.backups: list[dict] = []  # every backup attempted, with its outcome
+        self.violations: list[str] = []
+        self.counts: Counter = Counter()
+
+    # -- the run ------------------------------------------------------------------
+    def run(self) -> None:
+        plan, fault = random_fault(self.rng)
+        self.fault = fault
+        if plan is not None:
+            os.environ[FAULTS_VARIABLE] = json.dumps(plan)
+        try:
+            inst = Instance.open(self.instance_dir, **OPTIONS)
+        finally:
+            os.environ.pop(FAULTS_VARIABLE, None)
+        try:
+            inst.session().create_table("t")
+            processes = [
+                subprocess.Popen(
+                    [sys.executable, "-c", CLIENT, self.instance_dir, f"c{n}"],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                for n in range(self.clients)
+            ]
+            kill_at = time.monotonic() + self.rng.uniform(0.3, 2.0)
+            deadline = time.monotonic() + 4.0
+            killed = plan is not None
+            while time.monotonic() < deadline and inst._health() is None:
+                if not killed and time.monotonic() >= kill_at:
+                    victim = self.rng.choice(ACTORS)
+                    os.kill(inst.status()["actors"][victim]["pid"], signal.SIGKILL)
+                    self.counts[f"killed {victim}"] += 1
+                    killed = True
+                    continue
+                self.backup_step(inst)
+                time.sleep(self.rng.uniform(0, 0.2))
+        finally:
+            inst.close()  # after a failure: only makes sure nothing runs on
+        self.intents, self.acked = {}, {}
+        for n, process in enumerate(processes):
+            try:  # the instance is closed: each client's next call fails and it exits
+                out, _ = process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                out, _ = process.communicate()
+            for line in out.splitlines():
+                parts = line.split()
+                if len(parts) == 2 and parts[0] == "intent":
+                    self.intents[(f"c{n}", int(parts[1]))] = True
+                elif len(parts) == 3 and parts[0] == "acked":
+                    self.acked[(f"c{n}", int(parts[1]))] = int(parts[2])
+        if plan is not None:
+            self.counts["faults planned"] += 1
+
+    def backup_step(self, inst: Instance) -> None:
+        """One random operation of the backup schedule, recorded with its outcome."""
+        have_full = any(b["ok"] and b["kind"] in ("full", "atomic") for b in self.backups)
+        kind = self.rng.choice(
+            ["full", "atomic", "truncate"] + (["incremental"] * 2 if have_full else [])
+        )
+        dest = {
+            "full": os.path.join(self.path, f"full{len(self.backups)}"),
+            "atomic": os.path.join(self.path, "atomic"),
+            "incremental": next(
+                (
+                    b["dest"]
+                    for b in reversed(self.backups)
+                    if b["ok"] and b["kind"] in ("full", "atomic")
+                ),
+                None,
+            ),
+            "truncate": None,
+        }[kind]
+        if dest is not None:
+            os.makedirs(dest, exist_ok=True)
+        before = _snapshot(dest)
+        record = {"kind": kind, "dest": dest, "before": before}
+        try:
+            result = inst.backup(dest, incremental=kind == "incremental", atomic=kind == "atomic")
+            record.update(ok=True, roll_lsn=result.get("roll_lsn"))
+            self.counts[f"backup {kind} ok"] += 1
+        except JetError as exc:
+            record.update(ok=False, error=exc.name)
+            self.counts[f"backup {kind} failed ({exc.name})"] += 1
+        self.backups.append(record)
+        if kind == "incremental" and record["ok"]:
+            for earlier in self.backups:  # the chain now restores to this roll
+                if earlier["dest"] == dest and earlier["ok"]:
+                    earlier["roll_lsn"] = record["roll_lsn"]
+
+    # -- the checks -------------------------------------------------------------------
+    def check(self) -> None:
+        with Instance.open(self.instance_dir, **OPTIONS) as inst:
+            stored = dict(inst.session().scan("t"))
+        self.check_contents(stored, None, "the reopened instance")
+        try:
+            for _record in LogReader(DEFAULT_ENV, os.path.join(self.instance_dir, LOG_DIR)).records(
+                0
+            ):
+                pass
+        except JetError as exc:
+            self.violations.append(f"log does not verify: {exc}")
+        checked = set()
+        for index in reversed(range(len(self.backups))):  # the latest state of each destination
+            record = self.backups[index]
+            if record["dest"] is None:
+                continue
+            if not record["ok"]:
+                self.check_nothing_left(record)
+                continue
+            if record["dest"] in checked:
+                continue
+            checked.add(record["dest"])
+            # An atomic backup that died after placing DEST/new (a complete backup whose
+            # success was never reported) may hold a later roll than the last success.
+            later_attempt = any(
+                not b["ok"] and b["dest"] == record["dest"] for b in self.backups[index + 1 :]
+            )
+            self.check_backup(record, exact=not later_attempt)
+
+    def check_contents(
+        self, stored: dict, roll_lsn: int | None, where: str, after_roll_allowed: bool = False
+    ) -> None:
+        for name, i in self.intents:
+            keys = transaction_keys(name, i)
+            found = [key for key in keys if key in stored]
+            lsn = self.acked.get((name, i))
+            if found and len(found) != len(keys):
+                self.violations.append(f"{where}: transaction {name}/{i} half present")
+            if lsn is not None and (roll_lsn is None or lsn < roll_lsn) and len(found) != len(keys):
+                self.violations.append(f"{where}: acknowledged transaction {name}/{i} lost")
+            after_roll = lsn is not None and roll_lsn is not None and lsn >= roll_lsn
+            if after_roll and found and not after_roll_allowed:
+                self.violations.append(f"{where}: transaction {name}/{i} after the roll present")
+            for key in found:
+                if stored[key] != key[::-1]:
+                    self.violations.append(f"{where}: wrong value for {key!r}")
+
+    def check_backup(self, record: dict, exact: bool) -> None:
+        try:
+            verify_backup(record["dest"])
+            out = os.path.join(self.path, f"restored{len(os.listdir(self.path))}")
+            restore(record["dest"], out)
+            with Instance.open(out) as restored:
+                stored = dict(restored.session().scan("t"))
+        except JetError as exc:
+            self.violations.append(
+                f"backup {record['kind']} in {record['dest']} reported "
+                f"success but does not restore: {exc}"
+            )
+            return
+        self.counts["backups restored"] += 1
+        self.check_contents(
+            stored, record["roll_lsn"], f"restore of {record['dest']}", after_roll_allowed=not exact
+        )
+
+    def check_nothing_left(self, record: dict) -> None:
+        after = _snapshot(record["dest"])
+        if record["kind"] == "atomic":
+            left = {p for p in after if p.startswith(ATOMIC_TEMP)}
+        elif record["kind"] == "incremental":
+            manifest = read_manifest(record["dest"])
+            listed = set(manifest["files"]) if manifest else set()
+            left = {p for p in after - record["before"] if p not in listed}
+        else:
+            left = after - record["before"]
+        if left:
+            self.violations.append(f"failed {record['kind']} backup left {sorted(left)[:3]}")
+
+
+def _snapshot(directory: str | None) -> set[str]:
+    if directory is None or not os.path.isdir(directory):
+        return set()
+    return {
+        os.path.relpath(os.path.join(root, name), directory)
+        for root, _dirs, files in os.walk(directory)
+        for name in files
+    }
+
+
+def run_campaign(
+    directory: str, *, trials: int | None, seconds: float | None, seed: int, clients: int
+) -> dict:
+    rng = random.Random(seed)
+    totals: Counter = Counter()
+    violations: list[str] = []
+    started = time.monotonic()
+    trial = 0
+    while (trials is None or trial < trials) and (
+        seconds is None or time.monotonic() - started < seconds
+    ):
+        path = os.path.join(directory, f"trial{trial}")
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path)
+        run = Trial(path, random.Random(rng.randrange(1 << 30)), clients)
+        run.run()
+        run.check()
+        totals.update(run.counts)
+        totals["trials"] += 1
+        totals["acknowledged transactions"] += len(run.acked)
+        for violation in run.violations:
+            violations.append(f"trial {trial} ({run.fault}): {violation}")
+        print(
+            f"trial {trial}: {run.fault}; {len(run.acked)} acknowledged, "
+            f"{sum(1 for b in run.backups if b['ok'])}/{len(run.backups)} backups ok, "
+            f"{len(run.violations)} violations",
+            flush=True,
+        )
+        if not run.violations:
+            shutil.rmtree(path, ignore_errors=True)
+        trial += 1
+    return {"seed": seed, "counts": dict(totals), "violations": violations}
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "torture",
+        help="randomized crash and fault campaign checked against an oracle",
+        description=__doc__.split("\n\n")[1],
+    )
+    parser.add_argument("dir", help="scratch directory for the trials")
+    parser.add_argument("--trials", type=int, help="number of trials")
+    parser.add_argument("--seconds", type=float, help="run for this long")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--clients", type=int, default=3)
+    parser.add_argument("--json", help="write the counts and violations to this file")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    trials = args.trials if args.trials or args.seconds else 5
+    report = run_campaign(
+        args.dir, trials=trials, seconds=args.seconds, seed=args.seed, clients=args.clients
+    )
+    for name, count in sorted(report["counts"].items()):
+        print(f"  {name:45s} {count}")
+    print(f"  {'violations':45s} {len(report['violations'])}")
+    for violation in report["violations"]:
+        print(f"VIOLATION {violation}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+    return 1 if report["violations"] else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="jetstore")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    return run(parser.parse_args(["torture", *(argv or sys.argv[1:])]))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
