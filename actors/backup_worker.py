@@ -74,7 +74,7 @@ class BackupWorker:
         self.router = router
         self.logging = cfg.options.get("logging", True)
         self.circular = cfg.options.get("circular_logging", False)
-        self.env = env_for(NAME, DEFAULT_ENV)
+        self.env = env_for(DEFAULT_ENV)
         self.marker = os.path.join(cfg.path, RUN_DIR, MARKER_FILE)
         self.events = EventLog(cfg.path)
         # Set by an abort or a shutdown: a throttled backup stops sleeping at once.
@@ -289,9 +289,9 @@ class BackupWorker:
                 seq=pinned["seq"],
                 generation=gen_low,
             )
-            step(NAME, "pinned")
+            step("pinned")
             copy_mac = self.roll()
-            step(NAME, "rolled")
+            step("rolled")
             gen_high = copy_mac - 1
             roll_lsn = make_lsn(copy_mac, RECORDS_START)
             self.events.emit("roll", generation=copy_mac, gen_low=gen_low, gen_high=gen_high)
@@ -312,7 +312,7 @@ class BackupWorker:
                 )
             }
             self.events.emit("backup-file", file=DB_FILE, bytes=files[DB_FILE]["size"])
-            step(NAME, "pages-copied")
+            step("pages-copied")
             logs = steps.copy_generations(
                 self.env,
                 os.path.join(self.cfg.path, LOG_DIR),
@@ -327,7 +327,7 @@ class BackupWorker:
             for name, entry in logs.items():
                 self.events.emit("backup-file", file=name, bytes=entry["size"])
             files.update(logs)
-            step(NAME, "logs-copied")
+            step("logs-copied")
             backup_id = steps.new_backup_id()
             entry = {
                 "type": "full",
@@ -352,9 +352,9 @@ class BackupWorker:
             }
             self.check_abort(run)
             steps.write_manifest(self.env, work, manifest)
-            step(NAME, "manifest-written")
+            step("manifest-written")
             if atomic:
-                steps.swap_atomic(self.env, dest, step=lambda name: step(NAME, name))
+                steps.swap_atomic(self.env, dest, step=step)
             created, tree = [], None  # published: from here on nothing is removed
             self.mark(kind="full", dest=dest, created=[], seq=pinned["seq"], generation=gen_low)
             checkpoint = self.record(False, entry, manifest)
@@ -427,9 +427,9 @@ class BackupWorker:
                 "files": {**manifest["files"], **logs},
             }
             self.check_abort(run)
-            step(NAME, "logs-copied")
+            step("logs-copied")
             steps.write_manifest(self.env, directory, updated)
-            step(NAME, "manifest-written")
+            step("manifest-written")
             created = []
             self.mark(kind="incremental", dest=dest, created=[], generation=first)
             checkpoint = self.record(True, entry, updated)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import zmq
 
+from jetstore.engine import faults
 from jetstore.engine.errors import JetError
 from jetstore.engine.faults import env_for
 from jetstore.engine.fileio import DEFAULT_ENV
@@ -393,7 +394,7 @@ def main(config: dict) -> None:
     options = cfg.options
     try:
         storage = Storage.open(
-            cfg.path, auto_checkpoint=False, env=env_for(NAME, DEFAULT_ENV), **options["storage"]
+            cfg.path, auto_checkpoint=False, env=env_for(DEFAULT_ENV), **options["storage"]
         )
     except JetError as exc:
         report_startup_failure(cfg.endpoints["supervisor"], NAME, exc)
@@ -437,9 +438,11 @@ def main(config: dict) -> None:
             if events is not None and events in ready:
                 while True:
                     try:
-                        manager.on_log_event(events.recv(zmq.NOBLOCK))
+                        frame = events.recv(zmq.NOBLOCK)
                     except zmq.Again:
                         break
+                    faults.message()
+                    manager.on_log_event(frame)
             if router in ready:
                 manager.serve()
             manager.ship()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import zmq
 
+from jetstore.engine import faults
 from jetstore.engine.errors import JetError
 from jetstore.engine.faults import env_for
 from jetstore.engine.fileio import DEFAULT_ENV
@@ -40,7 +41,7 @@ def main(config: dict) -> None:
     options = cfg.options
     try:
         stream = LogStream.open(
-            env_for(NAME, DEFAULT_ENV),
+            env_for(DEFAULT_ENV),
             options["logs_path"],
             log_file_size=options["log_file_size"],
             signature=options["signature"],
@@ -99,6 +100,7 @@ def write_batches(appends: zmq.Socket, events: zmq.Socket, keeper: LogKeeper) ->
             frame = appends.recv(zmq.NOBLOCK)
         except zmq.Again:
             break
+        faults.message()
         try:
             message = codec.decode(frame)
             body = schema.check(schema.LOG_APPEND, message.kind, message.body)

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 import zmq
 
+from jetstore.engine import faults
 from jetstore.engine.errors import JetError
 from jetstore.engine.faults import FAULTS_VARIABLE
 from jetstore.protocol import codec, schema
@@ -189,6 +190,7 @@ def actor_setup(config: dict) -> ActorConfig:
         os.environ.pop(FAULTS_VARIABLE, None)
     else:
         os.environ[FAULTS_VARIABLE] = cfg.faults
+    faults.load_plan(cfg.name)
     return cfg
 
 
@@ -242,6 +244,7 @@ def serve_requests(
         if not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             return  # cheaper than provoking zmq.Again on every turn
         parts = sock.recv_multipart(zmq.NOBLOCK)
+        faults.message()
         if len(parts) != 2:
             if len(parts) > 1:
                 reply(

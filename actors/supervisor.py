@@ -95,14 +95,18 @@ class ActorState:
     options: dict = field(default_factory=dict)
     lost: bool = False
     startup_error: JetError | None = None
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
+    released: bool = False
+    pid: int = 0
 
     @property
     def alive(self) -> bool:
-        return self.process.is_alive()
+        return not self.released and self.process.is_alive()
+
+    def release(self) -> None:
+        """Close the reaped process object: its sentinel pipe would leak otherwise."""
+        if not self.released:
+            self.released = True
+            self.process.close()
 
 
 class Supervisor:
@@ -205,7 +209,9 @@ class Supervisor:
         now = self.clock()
         previous = self.actors.get(name)
         restarts = previous.restarts if previous else 0
-        state = ActorState(name, process, now, now, restarts=restarts, options=options)
+        state = ActorState(
+            name, process, now, now, restarts=restarts, options=options, pid=process.pid
+        )
         self.actors[name] = state
         return state
 
@@ -286,6 +292,8 @@ class Supervisor:
             if self.stopped or self.stopping or self.failure is not None:
                 return
             for state in list(self.actors.values()):
+                if state.lost:
+                    continue
                 if state in dead or not state.alive:
                     self._lost(state, f"exited with code {state.process.exitcode}")
                 elif now - state.last_heartbeat > self.hang_timeout:
@@ -312,6 +320,7 @@ class Supervisor:
             self._release()
             return
         _kill(state.process, signal_first=False)
+        state.release()  # reaped; its replacement gets a process object of its own
         if self.failure is None:
             if state.restarts >= MAX_RESTARTS:
                 log.error("backup worker restarted %d times; giving up", state.restarts)
@@ -379,6 +388,8 @@ class Supervisor:
             if self.watcher is not None:
                 self.watcher.join(2)
             self._kill_all()
+            for state in self.actors.values():
+                state.release()
             self._release()
             if self.context is not None:
                 self.context.destroy(linger=0)
@@ -404,7 +415,8 @@ class Supervisor:
 
     def _kill_all(self, signal_first: bool = True) -> None:
         for state in self.actors.values():
-            _kill(state.process, signal_first)
+            if not state.released:
+                _kill(state.process, signal_first)
 
     def _release(self) -> None:
         """Close sockets, remove socket files and endpoints, drop the lock."""

@@ -39,16 +39,20 @@ class FakeProcess:
     def join(self, timeout=None) -> None:
         pass
 
+    def close(self) -> None:
+        assert self.exitcode is not None, "closing a process object that still runs"
+
 
 def make_supervisor(tmp_path, clock):
     supervisor = Supervisor(str(tmp_path), {}, clock=clock, hang_timeout=1.0, busy_timeout=5.0)
     supervisor.sockets_dir = str(tmp_path)
     for pid, name in enumerate(("buffer_manager", "log_writer", "backup_worker"), start=100):
-        supervisor.actors[name] = ActorState(name, FakeProcess(pid), clock(), clock())
+        supervisor.actors[name] = ActorState(name, FakeProcess(pid), clock(), clock(), pid=pid)
     respawned = []
 
     def spawn(name, options):
-        state = ActorState(name, FakeProcess(200 + len(respawned)), clock(), clock())
+        pid = 200 + len(respawned)
+        state = ActorState(name, FakeProcess(pid), clock(), clock(), pid=pid)
         supervisor.actors[name] = state
         respawned.append(state)
         return state

@@ -33,7 +33,7 @@ import time
 from collections import Counter
 
 from jetstore.engine import Instance, JetError, restore, verify_backup
-from jetstore.engine.backup import ATOMIC_TEMP, read_manifest
+from jetstore.engine.backup import ATOMIC_TEMP, locate_backup
 from jetstore.engine.faults import FAULTS_VARIABLE
 from jetstore.engine.fileio import DEFAULT_ENV
 from jetstore.engine.log import LogReader
@@ -55,7 +55,11 @@ CLIENT = """
 import sys
 from jetstore.engine import JetError, connect
 path, name = sys.argv[1], sys.argv[2]
-session = connect(path).session()
+try:
+    session = connect(path).session()
+except JetError as exc:  # the instance died before this client attached
+    print("error", exc.name, flush=True)
+    sys.exit(0)
 i = 0
 while True:
     keys = [b"%s-%06d-%d" % (name.encode(), i, n) for n in range(4)]
@@ -260,8 +264,13 @@ class Trial:
         if record["kind"] == "atomic":
             left = {p for p in after if p.startswith(ATOMIC_TEMP)}
         elif record["kind"] == "incremental":
-            manifest = read_manifest(record["dest"])
-            listed = set(manifest["files"]) if manifest else set()
+            # Checked at the end: later backups may have added files the chain now lists.
+            try:
+                directory, manifest = locate_backup(record["dest"])
+                prefix = os.path.relpath(directory, record["dest"])
+                listed = {os.path.normpath(os.path.join(prefix, f)) for f in manifest["files"]}
+            except JetError:
+                listed = set()
             left = {p for p in after - record["before"] if p not in listed}
         else:
             left = after - record["before"]

@@ -1,0 +1,120 @@
+"""Resource faults: a full log disk, a client that never reads, open/close cycles, and
+an actor dying at its Nth message - each checked against what was acknowledged."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+import psutil
+import pytest
+import zmq
+
+from jetstore.engine import Instance, JetError
+from jetstore.engine.faults import FAULTS_VARIABLE
+from jetstore.protocol import codec
+
+
+def commit_until_failure(inst: Instance, limit: int = 2000) -> tuple[dict, JetError | None]:
+    session, acked = inst.session(), {}
+    for i in range(limit):
+        key = b"%06d" % i
+        try:
+            session.put("t", key, b"v" * 300)
+        except JetError as exc:
+            return acked, exc
+        acked[key] = b"v" * 300
+    return acked, None
+
+
+def reopened_contents(path) -> dict:
+    with Instance.open(path, log_file_size=64 << 10) as inst:
+        return dict(inst.session().scan("t"))
+
+
+def open_with_plan(path, monkeypatch, plan: dict) -> Instance:
+    monkeypatch.setenv(FAULTS_VARIABLE, json.dumps(plan))
+    inst = Instance.open(path, log_file_size=64 << 10)
+    monkeypatch.delenv(FAULTS_VARIABLE)
+    inst.session().create_table("t")
+    return inst
+
+
+def test_log_disk_full_fails_commits_cleanly_and_recovers(tmp_path, monkeypatch):
+    inst = open_with_plan(tmp_path, monkeypatch, {"log_writer": {"fail_write": [60, "ENOSPC"]}})
+    acked, failure = commit_until_failure(inst)
+    assert failure is not None and failure.name == "JET_errLogDiskFull"
+    with pytest.raises(JetError) as later:
+        inst.session().put("t", b"later", b"x")
+    assert later.value.err in (-1090, -529)
+    inst.close()
+    stored = reopened_contents(tmp_path)  # "space returned": no fault plan any more
+    assert all(stored.get(k) == v for k, v in acked.items())
+
+
+def test_an_actor_dying_at_its_nth_message(tmp_path, monkeypatch):
+    inst = open_with_plan(tmp_path, monkeypatch, {"buffer_manager": {"crash_message": 120}})
+    acked, failure = commit_until_failure(inst)
+    assert failure is not None and failure.err == -1090
+    inst.close()
+    stored = reopened_contents(tmp_path)
+    assert all(stored.get(k) == v for k, v in acked.items()) and len(acked) > 50
+
+
+def test_a_client_that_never_reads_does_not_block_the_engine(tmp_path):
+    with Instance.open(tmp_path) as inst:
+        session = inst.session()
+        session.create_table("t")
+        session.put("t", b"k", b"v" * 1000)
+        context = zmq.Context()
+        silent = context.socket(zmq.DEALER)
+        silent.setsockopt(zmq.LINGER, 0)
+        silent.setsockopt(zmq.SNDHWM, 100_000)
+        silent.connect(inst.endpoints["buffer_manager"])
+        request = {"table": "t", "key": b"k"}
+        for i in range(20_000):  # replies pile up unread, then are dropped
+            silent.send(codec.encode(i, "get", request))
+        done = threading.Event()
+
+        def work() -> None:
+            for i in range(300):
+                session.put("t", b"%d" % i, b"x")
+            done.set()
+
+        worker = threading.Thread(target=work)
+        worker.start()
+        worker.join(60)
+        assert done.is_set(), "a client that never reads blocked the engine"
+        assert all(actor["alive"] for actor in inst.status()["actors"].values())
+        silent.close()
+        context.term()
+
+
+def test_open_close_cycles_leak_nothing(tmp_path):
+    me = psutil.Process()
+
+    def resources() -> tuple[int, int, int]:
+        return me.num_fds(), me.num_threads(), me.memory_info().rss
+
+    def cycle(n: int) -> None:
+        with Instance.open(tmp_path / f"i{n % 3}") as inst:
+            inst.session().list_tables()
+
+    for n in range(5):  # warm up: the forkserver, imports, zmq's global context
+        cycle(n)
+    fds, threads, rss = resources()
+    pids = {p.pid for p in me.children(recursive=True)}
+    for n in range(25):
+        cycle(n)
+    fds_after, threads_after, rss_after = resources()
+    assert fds_after <= fds + 2, f"file descriptors grew from {fds} to {fds_after}"
+    assert threads_after <= threads + 1
+    assert rss_after - rss < 30 << 20, f"memory grew by {(rss_after - rss) >> 20} MiB"
+    leftovers = [
+        p
+        for p in me.children(recursive=True)
+        if p.pid not in pids and p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    ]
+    assert not leftovers, f"processes left behind: {[p.pid for p in leftovers]}"
+    assert not os.path.exists(tmp_path / "i0" / "run" / "endpoints.json")
