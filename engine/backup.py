@@ -34,9 +34,6 @@ from .storage import DB_FILE, LOG_DIR, Storage, read_meta
 
 ATOMIC_TEMP, ATOMIC_NEW, ATOMIC_OLD = "temp", "new", "old"
 COPY_CHUNK = 1 << 20
-# fdatasync the destination every this many bytes: dirty pages never pile up into a
-# writeback storm that would make the live instance's log fsyncs wait behind it.
-SYNC_EVERY = 8 << 20
 
 
 @dataclass
@@ -156,15 +153,10 @@ def copy_database(
 
         for slot in META_SLOTS:
             put(meta_page if slot == meta.slot else zero_page(size), slot * size)
-        unsynced = 0
         for first, data in checkpoint_page_runs(src, meta):
             should_stop()
             put(data, first * size)
             done += len(data)
-            unsynced += len(data)
-            if unsynced >= SYNC_EVERY:
-                dest.sync()
-                unsynced = 0
             if throttle is not None:
                 throttle.consume(len(data))
             report(Progress("progress", "pages", done, total, DB_FILE))
@@ -241,8 +233,6 @@ def _copy_file(
             dest.pwrite(chunk, offset)
             crc = crc32c.crc32c(chunk, value=crc)
             offset += len(chunk)
-            if offset % SYNC_EVERY == 0:
-                dest.sync()
             if throttle is not None:
                 throttle.consume(len(chunk))
         dest.sync()
