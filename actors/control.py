@@ -76,6 +76,7 @@ class ControlServer(threading.Thread):
         self.started_ok = threading.Event()
         self.start_error: BaseException | None = None
         self.commit_samples: list[tuple[float, int]] = []
+        self.tasks: list[threading.Thread] = []  # background commands (backups) running
         if tcp_endpoint is not None:
             if not tcp_endpoint.startswith("tcp://127.0.0.1:"):
                 raise JetError(
@@ -125,7 +126,10 @@ class ControlServer(threading.Thread):
             poller.register(sock, zmq.POLLIN)
         try:
             while not self.stopping.is_set():
-                for sock in dict(poller.poll(50)):
+                self.tasks = [task for task in self.tasks if task.is_alive()]
+                # While a background command runs, its progress and reply come through the
+                # outbox, which nothing else wakes the poll for: look often.
+                for sock in dict(poller.poll(2 if self.tasks else 50)):
                     serve_requests(sock, schema.CONTROL, handlers[sock], "control")
                 self._flush()
                 self._sample_commits()
@@ -209,7 +213,9 @@ class ControlServer(threading.Thread):
                         )
                     )
 
-            threading.Thread(target=run, name="jetstore-control-task", daemon=True).start()
+            task = threading.Thread(target=run, name="jetstore-control-task", daemon=True)
+            task.start()
+            self.tasks.append(task)
             return DEFERRED
 
         def backup(body: dict, request: Request):
