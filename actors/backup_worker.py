@@ -170,6 +170,7 @@ class BackupWorker:
                 check_destination(dest, kind, atomic, create_path)
             self.run = Run(request, kind, bool(body.get("sync_progress")))
             self.wakeup.clear()
+            self.throttle.restart()
         thread = threading.Thread(
             target=self._run, args=(self.run, dest, atomic), name="backup", daemon=True
         )

@@ -96,8 +96,9 @@ class ControlServer(threading.Thread):
         sockets: dict[zmq.Socket, bool] = {}  # socket -> reached over tcp
         authenticator = None
         try:
-            ipc = make_socket(context, zmq.ROUTER, bind=self.ipc_endpoint)
-            ipc.setsockopt(zmq.MAXMSGSIZE, CONTROL_MAX_FRAME)
+            ipc = make_socket(
+                context, zmq.ROUTER, bind=self.ipc_endpoint, max_frame=CONTROL_MAX_FRAME
+            )
             sockets[ipc] = False
             if self.tcp_endpoint is not None:
                 authenticator = ThreadAuthenticator(context)
@@ -260,13 +261,16 @@ class ControlServer(threading.Thread):
 
     def _destination(self, dest: str, over_tcp: bool) -> str:
         """Over tcp, a destination must resolve (symlinks included) inside a backup root."""
-        if not os.path.isabs(dest):
-            raise JetError("JET_errInvalidPath", f"backup destination {dest!r} must be absolute")
+        if not os.path.isabs(dest) or "\0" in dest:
+            raise JetError(
+                "JET_errInvalidPath",
+                f"backup destination {dest[:200]!r} must be absolute (and hold no NUL byte)",
+            )
         if not over_tcp:
             return dest
         resolved = os.path.realpath(dest)
         for root in self.backup_roots:
-            if resolved == root or resolved.startswith(root + os.sep):
+            if os.path.commonpath([resolved, root]) == root:
                 return resolved
         if not self.backup_roots:
             raise JetError(

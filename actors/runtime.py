@@ -10,6 +10,7 @@ paths (a second bind silently takes them over).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -86,6 +87,21 @@ def write_endpoints(path: str, info: dict) -> None:
     os.replace(tmp, os.path.join(run, ENDPOINTS_FILE))
 
 
+def instance_running(path: str) -> bool:
+    """Whether a live process holds the directory's lock (endpoints of a crashed one linger)."""
+    try:
+        fd = os.open(os.path.join(path, RUN_DIR, LOCK_FILE), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True  # held: the opening process is alive
+    finally:
+        os.close(fd)  # closing drops a lock we may have taken
+    return False
+
+
 def read_endpoints(path: str) -> dict | None:
     try:
         with open(os.path.join(path, RUN_DIR, ENDPOINTS_FILE)) as f:
@@ -95,11 +111,16 @@ def read_endpoints(path: str) -> dict | None:
 
 
 def make_socket(
-    context: zmq.Context, kind: int, *, bind: str | None = None, connect: str | None = None
+    context: zmq.Context,
+    kind: int,
+    *,
+    bind: str | None = None,
+    connect: str | None = None,
+    max_frame: int = codec.MAX_FRAME,
 ) -> zmq.Socket:
     sock = context.socket(kind)
     sock.setsockopt(zmq.LINGER, LINGER_MS)
-    sock.setsockopt(zmq.MAXMSGSIZE, codec.MAX_FRAME)
+    sock.setsockopt(zmq.MAXMSGSIZE, max_frame)  # before bind/connect: applies per connection
     if kind == zmq.ROUTER:
         # A reply to a vanished client must fail loudly, not vanish silently.
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)

@@ -267,6 +267,7 @@ class Supervisor:
                     state.info = body["info"]
 
     def _watch(self) -> None:
+        last_turn = time.monotonic()
         while self.watching.is_set():
             with self.mutex:
                 if self.inbox is None:  # released: after a failure or a stop
@@ -280,9 +281,17 @@ class Supervisor:
                 ready = dict(poller.poll(50))
             except zmq.ZMQError:
                 return  # the context is being torn down
+            turn = time.monotonic()
             with self.mutex:
                 if self.inbox is not None and self.inbox in ready:
                     self._receive()
+                if turn - last_turn > self.hang_timeout / 2:
+                    # This thread itself was frozen or starved (SIGSTOP, a VM pause): the
+                    # actors' heartbeats of that time are still in flight.  Silence measured
+                    # across our own stall proves nothing about them.
+                    for state in self.actors.values():
+                        state.last_heartbeat = max(state.last_heartbeat, self.clock())
+            last_turn = turn
             self.check(dead=[sentinels[fd] for fd in sentinels if fd in ready])
 
     def check(self, dead: list[ActorState] = ()) -> None:

@@ -354,10 +354,10 @@ def _running(process: psutil.Process) -> bool:
 
 def connect(path: str | bytes | os.PathLike) -> Client:
     """Attach to the instance running at ``path`` (opened by another process)."""
-    from jetstore.actors.runtime import read_endpoints
+    from jetstore.actors.runtime import instance_running, read_endpoints
 
     path = os.path.abspath(fspath(path))
-    published = read_endpoints(path)
+    published = read_endpoints(path) if instance_running(path) else None
     if published is None:
         raise JetError("JET_errNotInitialized", f"no instance is running at {path}")
     return Client(path, published)

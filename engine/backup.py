@@ -59,6 +59,10 @@ class Throttle:
             raise JetError("JET_errInvalidParameter", f"backup rate {rate!r} must be an int >= 0")
         self.rate, self.started, self.sent = rate, self.clock(), 0
 
+    def restart(self) -> None:
+        """A new backup begins: time it from now (idle time earns no unthrottled burst)."""
+        self.started, self.sent = self.clock(), 0
+
     def consume(self, size: int) -> None:
         self.sent += size
         if self.rate:

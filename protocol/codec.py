@@ -59,10 +59,11 @@ def decode(frame: bytes) -> Message:
     if not isinstance(decoded, list) or len(decoded) != 4:
         raise _bad("expected [version, request_id, kind, body]")
     version, request_id, kind, body = decoded
-    if version != PROTOCOL_VERSION:
+    if type(version) is not int or version != PROTOCOL_VERSION:
+        shown = version if type(version) is int else type(version).__name__
         raise JetError(
             "JET_errInvalidParameter",
-            f"protocol version {repr(version)[:20]}; this engine speaks {PROTOCOL_VERSION}",
+            f"protocol version {shown}; this engine speaks {PROTOCOL_VERSION}",
         )
     if type(request_id) is not int or not isinstance(kind, str):
         raise _bad("request_id must be an int and kind a str")

@@ -24,7 +24,7 @@ import zmq
 import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
 
-from jetstore.actors.runtime import read_endpoints
+from jetstore.actors.runtime import instance_running, read_endpoints
 from jetstore.engine.errors import JetError
 from jetstore.protocol import codec
 
@@ -43,7 +43,7 @@ def resolve_endpoint(target: str) -> str:
         if target.startswith("ipc://") and not os.path.exists(target[len("ipc://") :]):
             raise CtlFailure(EXIT_NO_INSTANCE, f"no instance at {target}: no such socket")
         return target
-    published = read_endpoints(target)
+    published = read_endpoints(target) if instance_running(target) else None
     if published is None or "control" not in published.get("endpoints", {}):
         raise CtlFailure(EXIT_NO_INSTANCE, f"no instance is running at {target}")
     endpoint = published["endpoints"]["control"]
