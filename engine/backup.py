@@ -261,8 +261,11 @@ def write_manifest(env: Env, directory: str, manifest: dict) -> None:
         file.truncate(0)
         file.pwrite(manifest_format.encode(manifest), 0)
         file.sync()
-    finally:
+    except BaseException:
         file.close()
+        _unlink(tmp)  # a half-written manifest must not outlive the failure
+        raise
+    file.close()
     env.rename(tmp, os.path.join(directory, manifest_format.MANIFEST))
     env.sync_dir(directory)
 

@@ -303,13 +303,18 @@ def run_campaign(
         shutil.rmtree(path, ignore_errors=True)
         os.makedirs(path)
         run = Trial(path, random.Random(rng.randrange(1 << 30)), clients)
-        run.run()
-        run.check()
+        run.fault = "not started"
+        try:
+            run.run()
+            run.check()
+        except Exception as exc:  # noqa: BLE001 - the campaign reports, it does not die
+            run.violations.append(f"the trial itself failed: {type(exc).__name__}: {exc}")
         totals.update(run.counts)
         totals["trials"] += 1
         totals["acknowledged transactions"] += len(run.acked)
         for violation in run.violations:
             violations.append(f"trial {trial} ({run.fault}): {violation}")
+            print(f"VIOLATION trial {trial}: {violation}", flush=True)
         print(
             f"trial {trial}: {run.fault}; {len(run.acked)} acknowledged, "
             f"{sum(1 for b in run.backups if b['ok'])}/{len(run.backups)} backups ok, "
@@ -345,8 +350,6 @@ def run(args: argparse.Namespace) -> int:
     for name, count in sorted(report["counts"].items()):
         print(f"  {name:45s} {count}")
     print(f"  {'violations':45s} {len(report['violations'])}")
-    for violation in report["violations"]:
-        print(f"VIOLATION {violation}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
