@@ -183,11 +183,21 @@ def meta_page_slot(meta_page: bytes) -> int:
 
 
 def verify_generations(
-    env: Env, logs: str, gen_low: int, gen_high: int, signature: bytes, context: str
+    env: Env,
+    logs: str,
+    gen_low: int,
+    gen_high: int,
+    signature: bytes,
+    context: str,
+    all_closed: bool = True,
 ) -> None:
-    """Every header, chain link and record of generations gen_low..gen_high."""
+    """Every header, chain link and record of generations gen_low..gen_high.  A backup's
+    are all closed (its roll closed them); a live log directory's last one may not be."""
     reader = LogReader(env, logs, signature=signature)
-    for _record in reader.records(make_lsn(gen_low, 0), end_gen=gen_high, context=context):
+    records = reader.records(
+        make_lsn(gen_low, 0), end_gen=gen_high, context=context, all_closed=all_closed
+    )
+    for _record in records:
         pass
 
 
@@ -495,6 +505,7 @@ def _roll_forward(env: Env, manifest: dict, log_dir: str, dest_logs: str) -> lis
                 rolled[-1],
                 bytes.fromhex(manifest["log_signature"]),
                 "replay",
+                all_closed=False,  # the live log's current generation is still open
             )
         except JetError as exc:
             mapped = _ROLL_FORWARD_ERRORS.get(exc.name)

@@ -371,12 +371,19 @@ class LogReader:
             )
 
     def records(
-        self, start_lsn: int = 0, *, end_gen: int | None = None, context: str = "replay"
+        self,
+        start_lsn: int = 0,
+        *,
+        end_gen: int | None = None,
+        context: str = "replay",
+        all_closed: bool = False,
     ) -> Iterator[LogRecord]:
         """The logical records with lsn >= ``start_lsn``, from its generation to ``end_gen``.
 
         ``start_lsn`` 0 starts at the oldest generation present, ``end_gen`` None ends at the
         highest.  Every generation read is verified from its start, whatever ``start_lsn``.
+        ``all_closed``: every generation read must be closed - a backup's are - so the
+        highest one gets no torn-tail allowance either.
         """
         corrupt_err = _corruption_error(context)
         ordered = self.generations()
@@ -402,7 +409,8 @@ class LogReader:
                     f"{_at(self.path(generation), 0)}: generation {generation} is missing "
                     f"between {first} and {last}",
                 )
-            scan = self._scan(generation, is_last=generation == highest, context=context)
+            is_last = generation == highest and not all_closed
+            scan = self._scan(generation, is_last=is_last, context=context)
             if previous is not None:
                 self._check_chain(previous, scan)
             for lsn, record_type, payload in scan:

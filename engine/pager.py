@@ -9,11 +9,12 @@ it to a fresh page (copy-on-write) and frees the old number.
 
 A freed page is reusable only when no checkpoint that may reference it can
 still be needed.  Each free is stamped with ``sealed_seq``, the newest
-checkpoint that could reference the page; it becomes allocatable once a
-checkpoint newer than that stamp is durable and no pin holds a checkpoint at
-or below it.  Fresh pages freed again are reusable at once.  After a crash
-the in-memory bookkeeping is gone, and the durable checkpoint's free list is
-exactly right again: pages freed since were still referenced by it.
+checkpoint that could reference the page; it becomes allocatable once two
+checkpoints newer than that stamp are durable (so both meta slots name intact
+checkpoints) and no pin holds a checkpoint at or below it.  Fresh pages freed
+again are reusable at once.  After a crash the in-memory bookkeeping is gone,
+and the durable checkpoint's free list is exactly right again: pages freed
+since were still referenced by it.
 
 A checkpoint is split into ``seal`` (snapshot: the dirty pages serialized, the
 free list built; from here on, changes copy-on-write away from these pages),
@@ -217,8 +218,15 @@ class Pager:
             self.pending.append((self.sealed_seq, pgno))
 
     def release_pending(self) -> None:
-        """Make allocatable every freed page no durable or pinned checkpoint can need."""
-        horizon = min(self.durable_seq, min(self.pins, default=self.durable_seq))
+        """Make allocatable every freed page no durable or pinned checkpoint can need.
+
+        "Durable" covers both meta slots: a page freed while checkpoint S was the newest
+        is reused only once S + 2 is durable, when S + 2 has overwritten S's slot.  Until
+        then the older slot still names a complete, untouched checkpoint - what opening
+        falls back to when the newest slot is damaged.
+        """
+        oldest_slot = self.durable_seq - 1
+        horizon = min(oldest_slot, min(self.pins, default=oldest_slot))
         keep = []
         for freed_at, pgno in self.pending:
             if freed_at < horizon:

@@ -627,7 +627,7 @@ def read_meta(file) -> Meta:
                 problems.append(f"slot {slot}: {exc}")
     if candidates:
         return max(candidates, key=lambda m: m.seq)
-    if not any(file.pread(MIN_PAGE_SIZE, 0)):
+    if not any(file.pread(2 * MAX_PAGE_SIZE, 0)):  # both slots, whatever the page size
         raise JetError("JET_errInvalidDatabase", f"{file.path} is empty: not a jetstore database")
     detail = "; ".join(problems) or "neither slot has the jetstore magic and a known page size"
     raise JetError("JET_errDatabaseCorrupted", f"{file.path}: no valid meta slot ({detail})")

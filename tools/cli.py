@@ -239,8 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("path")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.set_defaults(func=cmd_inspect)
-    from jetstore.tools import load, torture
+    from jetstore.tools import corrupt, load, torture
 
+    corrupt.add_parser(sub)
     load.add_parser(sub)
     torture.add_parser(sub)
     return parser
