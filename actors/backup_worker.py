@@ -278,6 +278,7 @@ class BackupWorker:
         created = [os.path.join(work, n) for n in (DB_FILE, LOG_DIR, "MANIFEST", "MANIFEST.tmp")]
         tree = work if atomic else None
         floor = None
+        swapped = False
         try:
             self.mark(kind="full", dest=dest, tree=tree, created=created, seq=pinned["seq"])
             self._call(self.lw, "pin", {"generation": gen_low})
@@ -355,11 +356,32 @@ class BackupWorker:
             steps.write_manifest(self.env, work, manifest)
             step("manifest-written")
             if atomic:
+                swapped = True
+                self.mark(
+                    kind="full",
+                    dest=dest,
+                    tree=tree,
+                    created=[],
+                    seq=pinned["seq"],
+                    generation=gen_low,
+                    swapped=True,
+                )
                 steps.swap_atomic(self.env, dest, step=step)
-            created, tree = [], None  # published: from here on nothing is removed
-            self.mark(kind="full", dest=dest, created=[], seq=pinned["seq"], generation=gen_low)
             checkpoint = self.record(False, entry, manifest)
+            self.mark(
+                kind="full",
+                dest=dest,
+                created=[],
+                seq=pinned["seq"],
+                generation=gen_low,
+                recorded=True,
+            )
+            created, tree = [], None  # recorded: from here on nothing is removed
+            if atomic:
+                steps.finish_atomic(self.env, dest)
         except BaseException:
+            if swapped and tree is not None:
+                steps.undo_atomic(self.env, dest)
             self._remove(tree, created)
             raise
         finally:
@@ -429,12 +451,22 @@ class BackupWorker:
             }
             self.check_abort(run)
             step("logs-copied")
+            self.mark(
+                kind="incremental",
+                dest=dest,
+                created=created,
+                generation=first,
+                directory=directory,
+                previous_manifest=manifest,
+            )
             steps.write_manifest(self.env, directory, updated)
             step("manifest-written")
-            created = []
-            self.mark(kind="incremental", dest=dest, created=[], generation=first)
             checkpoint = self.record(True, entry, updated)
+            created = []  # recorded: from here on nothing is removed
+            self.mark(kind="incremental", dest=dest, created=[], generation=first, recorded=True)
         except BaseException:
+            if created:
+                steps.write_manifest(self.env, directory, manifest)  # the chain as it was
             self._remove(None, created)
             raise
         finally:
@@ -494,7 +526,11 @@ class BackupWorker:
             return []
         below = min(copy_mac, lsn_gen(checkpoint_lsn))
         body = {"below": below, "checkpoint_lsn": checkpoint_lsn}
-        deleted = self._call(self.lw, "truncate", body)["deleted"]
+        try:
+            deleted = self._call(self.lw, "truncate", body)["deleted"]
+        except JetError as exc:  # the backup is complete and recorded: truncation is extra
+            self.events.failure("truncate-fail", exc, below=below)
+            return []
         self.events.emit("truncate", deleted=deleted, below=below)
         return deleted
 
@@ -536,6 +572,12 @@ class BackupWorker:
             return
         except (OSError, ValueError):
             state = {}
+        if state.get("swapped") and not state.get("recorded"):
+            steps.undo_atomic(self.env, state["dest"])
+        elif state.get("swapped"):
+            steps.finish_atomic(self.env, state["dest"])
+        if state.get("previous_manifest") and not state.get("recorded"):
+            steps.write_manifest(self.env, state["directory"], state["previous_manifest"])
         self._remove(state.get("tree"), state.get("created", []))
         self._unpin(state.get("seq"), state.get("generation"))
         self.events.emit(

@@ -310,7 +310,8 @@ def locate_backup(path: str) -> tuple[str, dict]:
 def swap_atomic(
     env: Env, destination: str, step: Callable[[str], None] = lambda name: None
 ) -> None:
-    """temp -> new, keeping the previous new as old until the swap is complete.
+    """temp -> new, keeping the previous new as old: ``finish_atomic`` drops old once the
+    backup is recorded, ``undo_atomic`` puts it back if that fails.
 
     At every instant a complete backup is in new or old (restore looks in both).
     """
@@ -323,7 +324,21 @@ def swap_atomic(
     env.rename(temp, new)
     step("swap-new-placed")
     env.sync_dir(destination)
-    shutil.rmtree(old, ignore_errors=True)
+
+
+def finish_atomic(env: Env, destination: str) -> None:
+    shutil.rmtree(os.path.join(destination, ATOMIC_OLD), ignore_errors=True)
+    env.sync_dir(destination)
+
+
+def undo_atomic(env: Env, destination: str) -> None:
+    """The swapped-in backup failed after all: the previous one becomes new again."""
+    new, old = os.path.join(destination, ATOMIC_NEW), os.path.join(destination, ATOMIC_OLD)
+    if os.path.isdir(old):
+        shutil.rmtree(new, ignore_errors=True)
+        env.rename(old, new)
+    else:
+        shutil.rmtree(new, ignore_errors=True)  # there was no previous backup
     env.sync_dir(destination)
 
 

@@ -286,3 +286,33 @@ def test_cli_restore_verify_and_inspect_backup(tmp_path):
     (tmp_path / "bk" / "MANIFEST").write_text("{}")
     broken = run_cli("verify-backup", str(tmp_path / "bk"))
     assert broken.returncode == 2 and "JET_errInvalidBackup" in broken.stderr
+
+
+@pytest.mark.parametrize("atomic", [False, True], ids=["plain", "atomic"])
+def test_buffer_manager_dying_mid_backup_leaves_nothing_after_reopen(tmp_path, atomic):
+    """The instance dies while a backup runs (here: at its last progress event before the
+    MANIFEST): the backup fails, and the worker of the next open undoes what it wrote."""
+    inst = open_source(tmp_path / "src")
+    session = inst.session()
+    for i in range(300):
+        session.put("t", b"%04d" % i, b"x" * 200)
+    dest = tmp_path / "bk"
+    dest.mkdir()
+    if atomic:
+        inst.backup(dest, atomic=True)
+        previous = verify_backup(dest)["backup_id"]
+    pid = inst.status()["actors"]["buffer_manager"]["pid"]
+
+    def status(progress) -> None:
+        if progress.phase == "logs" and progress.snt == "progress":
+            os.kill(pid, 9)
+
+    with pytest.raises(JetError):
+        inst.backup(dest, atomic=atomic, status=status)
+    inst.close()
+    Instance.open(tmp_path / "src", **OPTIONS).close()  # its backup worker undoes the rest
+    if atomic:
+        assert sorted(os.listdir(dest)) == ["new"]
+        assert verify_backup(dest)["backup_id"] == previous
+    else:
+        assert os.listdir(dest) == []
