@@ -33,6 +33,7 @@ import zmq
 import zmq.auth
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from oracle import Clients
 
 from jetstore.engine import Instance, JetError, restore, verify_backup
 from jetstore.engine.errors import ERRORS
@@ -250,59 +251,6 @@ class Serve:
                 pass
             self.process.kill()
             self.process.communicate(timeout=30)
-
-
-CLIENT = """
-import os, sys
-from jetstore.engine import connect
-path, name, stop = sys.argv[1], sys.argv[2], sys.argv[3]
-client = connect(path)
-session = client.session()
-i = 0
-while not os.path.exists(stop):
-    key = b"%s-%06d" % (name.encode(), i)
-    session.begin()
-    session.put("t", key, b"v" * 200)
-    lsn = session.commit()
-    print(key.decode(), lsn, flush=True)
-    i += 1
-client.close()
-"""
-
-
-class Clients:
-    """Client processes committing until told to stop; their acknowledgements are the oracle
-    (the pattern of test_backup.py)."""
-
-    def __init__(self, path, tmp_path, count: int = 3) -> None:
-        self.stop_file = tmp_path / "stop-clients"
-        self.processes = [
-            subprocess.Popen(
-                [sys.executable, "-c", CLIENT, str(path), f"c{n}", str(self.stop_file)],
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            for n in range(count)
-        ]
-        self.first_lines = [process.stdout.readline() for process in self.processes]
-        assert all(self.first_lines)
-
-    def finish(self) -> dict[bytes, int]:
-        self.stop_file.touch()
-        acked = {}
-        for process, first in zip(self.processes, self.first_lines, strict=True):
-            out = process.stdout.read()
-            assert process.wait(60) == 0
-            for line in [first, *out.splitlines()]:
-                name, lsn = line.split()
-                acked[name.encode()] = int(lsn)
-        return acked
-
-    def kill(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait(30)
 
 
 # -- fixtures ----------------------------------------------------------------------------------
