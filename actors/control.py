@@ -31,7 +31,9 @@ from jetstore.protocol import codec, schema
 
 from .runtime import DEFERRED, RUN_DIR, Request, make_socket, reply, serve_requests
 
-CONTROL_MAX_FRAME = 1 << 20  # operators send small messages; anything bigger is hostile
+# Operators send small messages: a bigger one gets an error reply; past the transport
+# limit (codec.MAX_FRAME, MAXMSGSIZE) ZeroMQ drops the connection without reading it.
+CONTROL_MAX_FRAME = 1 << 20
 CURVE_DIR = "curve"
 CLIENT_KEYS_DIR = "clients"
 SERVER_KEY_NAME = "server"
@@ -96,9 +98,7 @@ class ControlServer(threading.Thread):
         sockets: dict[zmq.Socket, bool] = {}  # socket -> reached over tcp
         authenticator = None
         try:
-            ipc = make_socket(
-                context, zmq.ROUTER, bind=self.ipc_endpoint, max_frame=CONTROL_MAX_FRAME
-            )
+            ipc = make_socket(context, zmq.ROUTER, bind=self.ipc_endpoint)
             sockets[ipc] = False
             if self.tcp_endpoint is not None:
                 authenticator = ThreadAuthenticator(context)
@@ -108,7 +108,7 @@ class ControlServer(threading.Thread):
                 )
                 tcp = context.socket(zmq.ROUTER)
                 tcp.setsockopt(zmq.LINGER, 1000)
-                tcp.setsockopt(zmq.MAXMSGSIZE, CONTROL_MAX_FRAME)
+                tcp.setsockopt(zmq.MAXMSGSIZE, codec.MAX_FRAME)
                 tcp.setsockopt(zmq.ROUTER_MANDATORY, 1)
                 tcp.curve_server = True
                 tcp.curve_publickey, tcp.curve_secretkey = self.server_public, self.server_secret
@@ -131,7 +131,9 @@ class ControlServer(threading.Thread):
                 # While a background command runs, its progress and reply come through the
                 # outbox, which nothing else wakes the poll for: look often.
                 for sock in dict(poller.poll(2 if self.tasks else 50)):
-                    serve_requests(sock, schema.CONTROL, handlers[sock], "control")
+                    serve_requests(
+                        sock, schema.CONTROL, handlers[sock], "control", max_frame=CONTROL_MAX_FRAME
+                    )
                 self._flush()
                 self._sample_commits()
         finally:

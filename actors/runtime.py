@@ -254,6 +254,7 @@ def serve_requests(
     handlers: dict[str, Callable[[dict, Request], Any]],
     actor: str,
     limit: int = 1000,
+    max_frame: int = codec.MAX_FRAME,
 ) -> None:
     """Answer the requests waiting on a ROUTER (at most ``limit``), then return.
 
@@ -280,7 +281,7 @@ def serve_requests(
         identity, frame = parts
         request = None
         try:
-            message = codec.decode(frame)
+            message = codec.decode(frame, max_frame)
             request = Request(identity, message.request_id, message.kind)
             body = schema.check(table, message.kind, message.body)
             result = handlers[message.kind](body, request)

@@ -46,10 +46,10 @@ def encode_error(request_id: int, exc: JetError) -> bytes:
     )
 
 
-def decode(frame: bytes) -> Message:
+def decode(frame: bytes, max_frame: int = MAX_FRAME) -> Message:
     """Split one frame into (request_id, kind, body); JetError for anything malformed."""
-    if len(frame) > MAX_FRAME:
-        raise _bad(f"{len(frame)} bytes, more than {MAX_FRAME}")
+    if len(frame) > max_frame:
+        raise _bad(f"{len(frame)} bytes, more than {max_frame}")
     try:
         # unpackb bounds every length by the frame's own size; strict_map_key
         # keeps map keys to str/bytes.
