@@ -327,6 +327,42 @@ def run_campaign(
     return {"seed": seed, "counts": dict(totals), "violations": violations}
 
 
+def open_close_cycles(directory: str, cycles: int, report_every: int = 100) -> dict:
+    """Open and close an instance ``cycles`` times; resources of this process must not grow
+    (file descriptors, threads, memory) and no process may be left behind."""
+    import psutil
+
+    me = psutil.Process()
+    path = os.path.join(directory, "cycles")
+    samples = []
+    for n in range(cycles):
+        with Instance.open(path) as inst:
+            inst.session().list_tables()
+        if n == 4 or (n + 1) % report_every == 0 or n + 1 == cycles:
+            children = [
+                p
+                for p in me.children(recursive=True)
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+            ]
+            samples.append(
+                {
+                    "cycle": n + 1,
+                    "fds": me.num_fds(),
+                    "threads": me.num_threads(),
+                    "rss_mb": me.memory_info().rss / 1e6,
+                    "processes": len(children),
+                }
+            )
+            print(f"cycle {n + 1}: {samples[-1]}", flush=True)
+    first, last = samples[0], samples[-1]
+    leaks = [
+        f"{key} grew from {first[key]} to {last[key]}"
+        for key, slack in (("fds", 2), ("threads", 1), ("processes", 0), ("rss_mb", 50))
+        if last[key] > first[key] + slack
+    ]
+    return {"cycles": cycles, "samples": samples, "leaks": leaks}
+
+
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "torture",
@@ -339,10 +375,25 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--clients", type=int, default=3)
     parser.add_argument("--json", help="write the counts and violations to this file")
+    parser.add_argument(
+        "--open-close",
+        type=int,
+        metavar="N",
+        help="instead: open and close an instance N times and check that "
+        "nothing leaks (descriptors, threads, memory, processes)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.open_close:
+        report = open_close_cycles(args.dir, args.open_close)
+        for leak in report["leaks"]:
+            print(f"LEAK {leak}")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(report, f, indent=2)
+        return 1 if report["leaks"] else 0
     trials = args.trials if args.trials or args.seconds else 5
     report = run_campaign(
         args.dir, trials=trials, seconds=args.seconds, seed=args.seed, clients=args.clients
