@@ -57,11 +57,13 @@ from .log_format import (
     RECORD_HEADER_SIZE,
     RECORD_LAST,
     RECORD_MIDDLE,
+    RECORD_SYNCED,
     RECORD_TYPE_NAMES,
     RECORD_ZERO,
     RECORDS_START,
     SIGNATURE_OFFSET,
     SIGNATURE_SIZE,
+    SYNCED_PAYLOAD,
     TEMP_FILE_NAME,
     VERSION_OFFSET,
     LogHeader,
@@ -204,12 +206,40 @@ class _GenerationScan:
             if problem is None:
                 return lsn, record_type, view[offset + RECORD_HEADER_SIZE : end], end
         if self.is_last:
-            return None  # the torn tail, or the zeros after the last record
+            synced = self._synced_past(view, offset)
+            if synced is None:
+                return None  # the torn tail, or the zeros after the last record
+            raise self._corrupt(
+                offset,
+                f"{problem}, yet the SYNCED record at offset {synced} says this part of the "
+                "generation had been fdatasynced: damage to durable records, not a torn write",
+            )
         raise self._corrupt(
             offset,
             f"{problem}; generation {self.header.generation} is not the last one, so it must "
             "end with an END_OF_GENERATION record",
         )
+
+    def _synced_past(self, view: memoryview, hole: int) -> int | None:
+        """Offset of a valid SYNCED record after ``hole`` that claims the hole was synced.
+
+        Candidates are found with a C-speed search for this generation's number, which sits
+        in the upper half of every record's LSN field; each is then fully verified.
+        """
+        generation = self.header.generation.to_bytes(4, "little")
+        found = self.data.find(generation, hole + 1 + 12)
+        while found != -1:
+            offset = found - 12
+            if int.from_bytes(self.data[offset + 8 : offset + 12], "little") == offset:
+                crc, length, lsn, record_type = unpack_record_header(self.data, offset)
+                if (
+                    record_type == RECORD_SYNCED
+                    and self._problem(view, offset, crc, length, lsn, record_type) is None
+                    and SYNCED_PAYLOAD.unpack_from(self.data, offset + RECORD_HEADER_SIZE)[0] > hole
+                ):
+                    return offset
+            found = self.data.find(generation, found + 1)
+        return None
 
     def _problem(
         self, view: memoryview, offset: int, crc: int, length: int, lsn: int, record_type: int
@@ -414,6 +444,8 @@ class LogReader:
             if previous is not None:
                 self._check_chain(previous, scan)
             for lsn, record_type, payload in scan:
+                if record_type == RECORD_SYNCED:
+                    continue  # bookkeeping of the writer's fdatasyncs, no data
                 if record_type in (RECORD_FULL, RECORD_FIRST):
                     # Any unfinished record before this one was cut by a crash: drop it.
                     pieces, record_lsn, started = [payload], lsn, True
@@ -474,6 +506,7 @@ class LogStream:
         self._durable_offset = RECORDS_START
         self._checksum = 0  # running checksum of the current generation
         self._fragments = 0
+        self._marked_offset = RECORDS_START  # synced offset the last SYNCED record claimed
 
     @classmethod
     def create(
@@ -593,7 +626,15 @@ class LogStream:
         """Append one logical record (not durable until ``sync``); the LSN of its first fragment.
 
         Each fragment is built in one buffer, checksummed once and written with one pwrite.
+        The first append after an fdatasync is preceded by a SYNCED record (log_format).
         """
+        marker_size = RECORD_HEADER_SIZE + SYNCED_PAYLOAD.size
+        if (
+            self._durable_offset > self._marked_offset
+            and self._limit - self._offset >= marker_size + RECORD_HEADER_SIZE
+        ):  # (no room: the append below rolls, and a new generation needs no marker yet)
+            self._write_fragment(RECORD_SYNCED, SYNCED_PAYLOAD.pack(self._durable_offset))
+            self._marked_offset = self._durable_offset
         view = memoryview(payload)
         remaining = len(view)
         first_lsn = None
@@ -608,18 +649,23 @@ class LogStream:
                 record_type = RECORD_FULL if is_last else RECORD_FIRST
             else:
                 record_type = RECORD_LAST if is_last else RECORD_MIDDLE
-            lsn = make_lsn(self._generation, self._offset)
             start = len(view) - remaining
-            record = pack_record(lsn, record_type, view[start : start + size])
-            self._file.pwrite(record, self._offset)
-            self._checksum = crc32c(record, value=self._checksum)
-            self._fragments += 1
-            self._offset += len(record)
+            lsn = self._write_fragment(record_type, view[start : start + size])
             remaining -= size
             if is_first:
                 first_lsn = lsn
             if is_last:
                 return first_lsn
+
+    def _write_fragment(self, record_type: int, data) -> int:
+        """One record at the current position (room already checked); its LSN."""
+        lsn = make_lsn(self._generation, self._offset)
+        record = pack_record(lsn, record_type, data)
+        self._file.pwrite(record, self._offset)
+        self._checksum = crc32c(record, value=self._checksum)
+        self._fragments += 1
+        self._offset += len(record)
+        return lsn
 
     def sync(self) -> int:
         """fdatasync the current generation; the durable end LSN."""
@@ -701,7 +747,7 @@ class LogStream:
         self._file = self._env.open(path)
         self._generation = generation
         self._create_time_ns = header.create_time_ns
-        self._offset = self._durable_offset = RECORDS_START
+        self._offset = self._durable_offset = self._marked_offset = RECORDS_START
         self._checksum = 0
         self._fragments = 0
 

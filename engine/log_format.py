@@ -50,10 +50,22 @@ END_OF_GENERATION payload (EOG_PAYLOAD; the whole record is EOG_RECORD_SIZE = 25
      0       4    final_checksum  u32, see below
      4       4    record_count    u32, records (fragments) in the generation before it
 
+SYNCED payload (SYNCED_PAYLOAD)::
+
+    offset  size  field
+     0       8    synced_offset   u64, everything before this offset of the generation had
+                                  been fdatasynced when this record was written
+
 Grammar (LevelDB log_format.md style)::
 
-    generation := header fragment* end_of_generation? zeros
+    generation := header (synced? fragment)* end_of_generation? zeros
     logical    := FULL | FIRST MIDDLE* LAST     -- fragments may continue in the next generation
+
+The writer puts a SYNCED record before the first append after each fdatasync.  It is what
+tells a torn tail from damage in the last generation: a write cut by a crash can only hurt
+records that were never synced, so if a valid SYNCED record after an invalid record claims
+that the invalid one had been synced, the bytes there were damaged after they were durable -
+corruption, reported as such, never a quietly shortened log.
 
 A record is valid when its header fits in the file, its type is known, its payload ends inside
 the file (data fragments never reach into the END_OF_GENERATION reserve), its crc matches and
@@ -81,7 +93,7 @@ from dataclasses import dataclass
 from crc32c import crc32c
 
 MAGIC = b"JETLOG\r\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: SYNCED records
 
 FLAG_CIRCULAR_NOW = 0x2
 FLAG_CIRCULAR_EVER = 0x4
@@ -119,6 +131,7 @@ RECORD_FIRST = 2
 RECORD_MIDDLE = 3
 RECORD_LAST = 4
 RECORD_END_OF_GENERATION = 5
+RECORD_SYNCED = 6
 RECORD_TYPE_NAMES = {
     RECORD_ZERO: "ZERO",
     RECORD_FULL: "FULL",
@@ -126,7 +139,10 @@ RECORD_TYPE_NAMES = {
     RECORD_MIDDLE: "MIDDLE",
     RECORD_LAST: "LAST",
     RECORD_END_OF_GENERATION: "END_OF_GENERATION",
+    RECORD_SYNCED: "SYNCED",
 }
+
+SYNCED_PAYLOAD = struct.Struct("<Q")  # offset in this generation that an fdatasync covered
 
 EOG_PAYLOAD = struct.Struct("<II")  # final checksum, number of records it covers
 EOG_RECORD_SIZE = RECORD_HEADER_SIZE + EOG_PAYLOAD.size

@@ -28,10 +28,12 @@ from jetstore.engine.log_format import (
     EOG_RECORD_SIZE,
     FLAG_CIRCULAR_EVER,
     FLAG_CIRCULAR_NOW,
+    FORMAT_VERSION,
     HEADER_SIZE,
     MAGIC,
     RECORD_HEADER_SIZE,
     RECORDS_START,
+    SYNCED_PAYLOAD,
     LogHeader,
     format_lsn,
     generation_file_name,
@@ -44,6 +46,8 @@ from jetstore.engine.log_format import (
 
 SIGNATURE = bytes(range(16))
 SIZE = 16 * 1024  # small generations: a few dozen records each, many generations per test
+
+SYNCED_RECORD_SIZE = RECORD_HEADER_SIZE + SYNCED_PAYLOAD.size
 
 
 def payload(seed: int, size: int) -> bytes:
@@ -245,7 +249,8 @@ def test_open_continues_the_stream(four_generations):
         circular=True,
         end_lsn=reader.end_lsn,
     )
-    assert stream.append(b"more") == reader.end_lsn
+    # After the reopen's fdatasync, the first append is preceded by a SYNCED record.
+    assert stream.append(b"more") == reader.end_lsn + SYNCED_RECORD_SIZE
     stream.roll()
     stream.close()
     assert read_all(logs_dir) == [*payloads, b"more"]
@@ -423,7 +428,7 @@ def test_flipped_bit_in_header_is_corruption(four_generations):
 def test_unknown_format_version(four_generations):
     logs_dir, _ = four_generations
     path = gen_path(logs_dir, 2)
-    rewrite_header(path, version=2)
+    rewrite_header(path, version=FORMAT_VERSION + 1)
     with pytest.raises(JetError) as excinfo:
         list(LogReader(DEFAULT_ENV, logs_dir).records(0))
     assert_error(excinfo, -514, path, 8)
@@ -475,7 +480,7 @@ def test_torn_tail_in_last_generation_ends_replay(four_generations):
         circular=False,
         end_lsn=reader.end_lsn,
     )
-    assert stream.append(b"new") == torn_at
+    assert stream.append(b"new") == torn_at + SYNCED_RECORD_SIZE
     stream.sync()
     stream.close()
     reader = LogReader(DEFAULT_ENV, logs_dir)
@@ -781,3 +786,26 @@ def test_random_operations_match_a_list_model(ops):
         assert [(r.lsn, r.payload) for r in reader.records(0)] == model
         assert reader.end_lsn == end and not reader.torn
         assert reader.generations() == list(range(1, lsn_gen(end) + 1))
+
+
+def test_damage_to_durable_records_of_the_last_generation_is_corruption(tmp_path):
+    """A torn write only hurts what was never synced; a flipped bit in a synced record
+    followed by the SYNCED record of a later batch is damage, reported, not a short log."""
+    logs_dir = str(tmp_path / "logs")
+    stream = LogStream.create(DEFAULT_ENV, logs_dir, log_file_size=SIZE, signature=SIGNATURE)
+    first = stream.append(b"a" * 100)
+    stream.sync()
+    stream.append(b"b" * 100)  # after the sync: a SYNCED record precedes it
+    stream.sync()
+    stream.close()
+    path = gen_path(logs_dir, 1)
+    damaged = lsn_offset(first) + RECORD_HEADER_SIZE + 10
+    with open(path, "r+b") as f:
+        f.seek(damaged)
+        byte = f.read(1)[0]
+        f.seek(damaged)
+        f.write(bytes([byte ^ 0x01]))
+    with pytest.raises(JetError) as excinfo:
+        list(LogReader(DEFAULT_ENV, logs_dir).records(0))
+    assert_error(excinfo, -501, path, lsn_offset(first))
+    assert "fdatasynced" in excinfo.value.message

@@ -83,28 +83,20 @@ Subtle cases:
 
 - Meta slot.  A damaged newest slot makes opening fall back to the older checkpoint and replay
   the log from its LSN.  That is DETECTED when ``dump_header`` names the slot, ``verify_database``
-  lists the page, and recovery either returns the pristine data (``quiet``) or fails with an
-  error naming a page or slot (``main``: the older checkpoint's pages were recycled after the
-  newer one became durable, and the fallback trips over them); recovered data that differs is
-  a VIOLATION.
-- The last generation: torn-tail semantics.  The log format cannot tell a flipped bit in the
-  highest generation from a torn write: both are "the first invalid record of the last
-  generation", and DESIGN.md section 3 ends replay there.  Here every record is durable and
-  was acknowledged, so the fragments from the damaged one on are acknowledged commits that
-  recovery drops: data loss.  Such a trial counts as DETECTED only if the loss is visible to
-  the verifying reader before recovery runs - ``dump_log`` reports ``torn`` with ``end_lsn``
-  exactly at the damaged fragment (generation and offset) - and recovery then returns exactly
-  the committed state before that fragment (every commit whose record ends at or before it,
-  plus all the checkpoint holds), never less and never anything else; an engine that reports
-  such damage as -501 naming the fragment's offset is DETECTED too.  Anything else is a
-  VIOLATION.  The acknowledged commits lost are counted per trial and in the summary, because
-  recovery itself says nothing (no error, no event) and zero-fills the rest of the generation,
-  so once it has run the evidence is gone.  The reader-visibility rule is deliberately the
-  weaker one: a torn write can only cut the end of the last batch, so damage followed by valid
-  records is corruption, and ESE tells the two apart (its shadowed last sector makes a torn
-  write recognisable; other damage is -501).  That jetstore does not is pinned as a known bug
-  by a strict xfail in tests/test_corruption.py rather than counted here, so the campaign
-  keeps guarding everything else.
+  lists the page, and recovery returns the pristine data: freed pages wait for two newer
+  checkpoints, so the older slot's checkpoint is intact and the log replays from it;
+  recovered data that differs is a VIOLATION.
+- The last generation.  A torn write can only hurt records that were never synced; the
+  writer puts a SYNCED record (the offset its last fdatasync covered) before the first append
+  after each sync, so damage to a record that a later SYNCED record says was durable is
+  corruption: -501 naming the damaged fragment's offset, counted DETECTED when recovery agrees.
+  Damage to the final batch - no later SYNCED record - is indistinguishable from a torn write:
+  recovery ends replay there.  Such a trial counts as DETECTED only if the reader shows it
+  before recovery runs (``dump_log`` reports ``torn`` with ``end_lsn`` exactly at the damaged
+  fragment) and recovery then returns exactly the committed state before that fragment; the
+  acknowledged commits lost that way are counted per trial and in the summary, because
+  recovery itself says nothing and zero-fills the rest of the generation.  Anything else is a
+  VIOLATION.
 - A backup's generations are all closed (the backup's roll closed the last one), so a damaged
   record in any of them - the last included - must be -573 in the deep pass.
 
