@@ -104,6 +104,8 @@ class Trial:
         self.path, self.rng, self.clients = path, rng, clients
         self.instance_dir = os.path.join(path, "instance")
         self.backups: list[dict] = []  # every backup attempted, with its outcome
+        self.intents: dict = {}  # (client, transaction) -> True once it was about to commit
+        self.acked: dict = {}  # (client, transaction) -> LSN after its commit record
         self.violations: list[str] = []
         self.counts: Counter = Counter()
 
@@ -141,7 +143,6 @@ class Trial:
                 time.sleep(self.rng.uniform(0, 0.2))
         finally:
             inst.close()  # after a failure: only makes sure nothing runs on
-        self.intents, self.acked = {}, {}
         for n, process in enumerate(processes):
             try:  # the instance is closed: each client's next call fails and it exits
                 out, _ = process.communicate(timeout=30)
