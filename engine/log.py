@@ -507,6 +507,7 @@ class LogStream:
         self._checksum = 0  # running checksum of the current generation
         self._fragments = 0
         self._marked_offset = RECORDS_START  # synced offset the last SYNCED record claimed
+        self._held: tuple[int, bytes] | None = None  # a SYNCED record not yet written
 
     @classmethod
     def create(
@@ -631,7 +632,7 @@ class LogStream:
         marker_size = RECORD_HEADER_SIZE + SYNCED_PAYLOAD.size
         if (
             self._durable_offset > self._marked_offset
-            and self._limit - self._offset >= marker_size + RECORD_HEADER_SIZE
+            and self._limit - self._offset > marker_size + RECORD_HEADER_SIZE
         ):  # (no room: the append below rolls, and a new generation needs no marker yet)
             self._write_fragment(RECORD_SYNCED, SYNCED_PAYLOAD.pack(self._durable_offset))
             self._marked_offset = self._durable_offset
@@ -658,14 +659,30 @@ class LogStream:
                 return first_lsn
 
     def _write_fragment(self, record_type: int, data) -> int:
-        """One record at the current position (room already checked); its LSN."""
+        """One record at the current position (room already checked); its LSN.
+
+        A SYNCED record is held back and written with the fragment that follows it, so a
+        commit after an fdatasync still costs one pwrite.
+        """
         lsn = make_lsn(self._generation, self._offset)
         record = pack_record(lsn, record_type, data)
-        self._file.pwrite(record, self._offset)
         self._checksum = crc32c(record, value=self._checksum)
         self._fragments += 1
+        if record_type == RECORD_SYNCED:
+            self._held = (self._offset, record)
+        else:
+            self._flush_held(record)
         self._offset += len(record)
         return lsn
+
+    def _flush_held(self, record: bytes = b"") -> None:
+        """Write the held SYNCED record (if any) and ``record`` after it, in one pwrite."""
+        if self._held is not None:
+            offset, held = self._held
+            self._held = None
+            self._file.pwrite(held + record, offset)
+        elif record:
+            self._file.pwrite(record, self._offset)
 
     def sync(self) -> int:
         """fdatasync the current generation; the durable end LSN."""
@@ -693,6 +710,7 @@ class LogStream:
         return self._generation
 
     def _roll(self) -> None:
+        self._flush_held()  # (never held here in practice: a fragment always follows it)
         eog = pack_end_of_generation(self.end_lsn, self._checksum, self._fragments)
         self._file.pwrite(eog, self._offset)
         self._file.sync()
