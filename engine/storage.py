@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from . import btree, redo_format
 from .errors import JetError
+from .events import EventLog
 from .fileio import DEFAULT_ENV, Env
 from .log import LogReader, LogStream
 from .log_format import format_lsn, lsn_gen
@@ -281,6 +282,16 @@ class Storage:
             where = f"{self.logs_path} record {format_lsn(logged.lsn)}"
             self._apply(redo_format.decode(logged.payload, where), logged.lsn, where)
             self.replayed += 1
+        if reader.torn:
+            # A crash cut the last batch (never acknowledged), or the final synced batch
+            # was damaged: either way what follows end_lsn is about to be zero-filled.
+            # Say so where operators look, rather than shorten the log silently.
+            EventLog(self.path).emit(
+                "recovery-torn-tail",
+                end_lsn=format_lsn(reader.end_lsn),
+                generation=lsn_gen(reader.end_lsn),
+                replayed=self.replayed,
+            )
         self.log = LogStream.open(
             self.env,
             self.logs_path,
