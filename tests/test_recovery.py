@@ -73,8 +73,8 @@ def test_torn_tail_in_last_generation_loses_only_the_torn_record(tmp_path):
         recovered = dict(s.scan("t"))
         del expected[max(expected)]
         assert recovered == expected
-    events = (tmp_path / "events.jsonl").read_text()
-    assert '"event": "recovery-torn-tail"' in events  # never shortened silently
+        events = (tmp_path / "events.jsonl").read_text()
+        assert '"event": "recovery-torn-tail"' in events  # never shortened silently
         s.commit({"t": {b"after": b"torn"}}, None)
     with Storage.open(tmp_path, **OPTIONS) as s:
         assert s.get("t", b"after") == b"torn"
