@@ -27,9 +27,9 @@ from .errors import JetError
 from .fileio import DEFAULT_ENV, Env, File
 from .log import LogReader, list_generations
 from .log_format import generation_file_name, make_lsn
-from .meta_format import FIRST_DATA_PAGE, META_SLOTS, BackupRecord, Meta
+from .meta_format import FIRST_DATA_PAGE, META_SLOTS, Meta
 from .page_format import verify_page, zero_page
-from .pager import WRITE_BATCH_PAGES, Pager
+from .pager import WRITE_BATCH_PAGES, Pager, used_pages
 from .storage import DB_FILE, LOG_DIR, Storage, read_meta
 
 ATOMIC_TEMP, ATOMIC_NEW, ATOMIC_OLD = "temp", "new", "old"
@@ -89,9 +89,7 @@ def checkpoint_page_runs(file: File, meta: Meta) -> Iterator[tuple[int, bytes]]:
     -1018 / -1118 naming the file and page; a used page that is all zeros is -1019.
     """
     reader = Pager(file, meta.page_size, 1 << 20, page_count=meta.page_count, sealed_seq=meta.seq)
-    holders, free = reader.read_freelist(meta.freelist_root)
-    unused = set(free)
-    used = [p for p in range(FIRST_DATA_PAGE, meta.page_count) if p not in unused]
+    used = used_pages(reader, meta)
     size = meta.page_size
     start = 0
     while start < len(used):
@@ -533,14 +531,3 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-def backup_record(kind: str, manifest: dict, roll_lsn: int) -> BackupRecord:
-    entry = manifest["chain"][-1]
-    return BackupRecord(
-        time_ns=entry["time_ns"],
-        gen_low=entry["gen_low"],
-        gen_high=entry["gen_high"],
-        lsn_mark=roll_lsn,
-        backup_id=bytes.fromhex(manifest["backup_id"]),
-    )

@@ -157,8 +157,3 @@ class JetError(Exception):
 
     def __reduce__(self):  # survives pickling across processes as the same error
         return (JetError, (self.err, self.message))
-
-
-def err_number(name: str) -> int:
-    """The ESE number of ``name`` (aliases included); KeyError for unknown names."""
-    return ERRORS[ALIASES.get(name, name)]

@@ -420,3 +420,11 @@ class Pager:
         if not self.pins[seq]:
             del self.pins[seq]
         self.release_pending()
+
+
+def used_pages(pager: Pager, meta) -> list[int]:
+    """Every page a checkpoint references (meta slots excluded), from its free list:
+    what a backup copies and what a pin keeps untouched."""
+    _holders, free = pager.read_freelist(meta.freelist_root)
+    unused = set(free)
+    return [p for p in range(FIRST_DATA_PAGE, meta.page_count) if p not in unused]

@@ -247,7 +247,6 @@ class Storage:
             for key, value in btree.scan(self.pager, lambda: meta.catalog_root, None, None)
         }
         self.changed_tables: set[str] = set()
-        self.dropped_tables: set[str] = set()
         if self.logging:
             self._recover()
         elif meta.flags & FLAG_LOGGING and meta.state == DB_DIRTY:
@@ -560,13 +559,6 @@ class Storage:
         self.pins.remove(pin)
         self.pager.unpin(pin.seq)
 
-    def used_pages(self, meta: Meta) -> list[int]:
-        """Every page a (durable or pinned) checkpoint references, meta slots excluded."""
-        _holders, free = self.pager.read_freelist(meta.freelist_root)
-        free_set = set(free)
-        return [p for p in range(FIRST_DATA_PAGE, meta.page_count) if p not in free_set]
-
-    # -- backup history (in the meta, durable with the next checkpoint) -------------
     def record_backup(self, incremental: bool, record: BackupRecord) -> None:
         """A backup completed: remember it (ESE's bkinfoFullPrev / bkinfoIncPrev)."""
         if incremental:

@@ -11,6 +11,7 @@ import pytest
 from jetstore.engine.errors import JetError
 from jetstore.engine.integrity import check_checkpoint
 from jetstore.engine.meta_format import DB_CLEAN, DB_DIRTY
+from jetstore.engine.pager import used_pages
 from jetstore.engine.storage import DB_FILE, LOG_DIR, Storage, read_meta
 
 SMALL = {"page_size": 4096, "log_file_size": 64 << 10, "cache_size": 1 << 20}
@@ -250,7 +251,7 @@ def test_pinned_checkpoint_pages_never_change(tmp_path):
         s.commit({"t": {rng.randbytes(8): rng.randbytes(200) for _ in range(2000)}}, None)
         s.checkpoint()
         pin = s.pin_checkpoint()
-        used = s.used_pages(pin.meta)
+        used = used_pages(s.pager, pin.meta)
         with open(tmp_path / DB_FILE, "rb") as f:
             before = {p: os.pread(f.fileno(), 4096, p * 4096) for p in used}
         for _ in range(30):  # heavy rewriting, deletes and checkpoints while pinned
