@@ -242,7 +242,8 @@ class TestOnASharedInstance:
     """The errors that leave an instance as it was share one (closed after the class)."""
 
     @pytest.fixture(scope="class")
-    def shared(self, tmp_path_factory):
+    @classmethod
+    def shared(cls, tmp_path_factory):
         inst = open_instance(tmp_path_factory.mktemp("shared") / "db")
         fill(inst, "shared", 150)
         yield inst
