@@ -50,7 +50,17 @@ from .runtime import (
 )
 
 NAME = "backup_worker"
-MARKER_FILE = "backup-in-progress.json"  # what a worker that dies mid-backup leaves to undo
+MARKER_FILE = "backup-in-progress.json"
+# The named steps of a backup, in order: where JETSTORE_FAULTS can make the worker die.
+BACKUP_STEPS = (
+    "pinned",
+    "rolled",
+    "pages-copied",
+    "logs-copied",
+    "manifest-written",
+    "swap-old-kept",
+    "swap-new-placed",
+)  # what a worker that dies mid-backup leaves to undo
 PEER_TIMEOUT = 120.0  # a peer that does not answer a backup step in this long is stuck
 ACK_TIMEOUT = 600.0  # a status callback that does not return in this long fails the backup
 

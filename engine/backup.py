@@ -27,7 +27,7 @@ from .errors import JetError
 from .fileio import DEFAULT_ENV, Env, File
 from .log import LogReader, list_generations
 from .log_format import generation_file_name, make_lsn
-from .meta_format import FIRST_DATA_PAGE, META_SLOTS, Meta
+from .meta_format import META_SLOTS, Meta
 from .page_format import verify_page, zero_page
 from .pager import WRITE_BATCH_PAGES, Pager, used_pages
 from .storage import DB_FILE, LOG_DIR, Storage, read_meta
@@ -115,8 +115,7 @@ def checkpoint_page_runs(file: File, meta: Meta) -> Iterator[tuple[int, bytes]]:
 def checkpoint_bytes(meta: Meta, file: File) -> int:
     """Bytes of the pages a checkpoint uses (the 'pages' phase total)."""
     reader = Pager(file, meta.page_size, 1 << 20, page_count=meta.page_count, sealed_seq=meta.seq)
-    _holders, free = reader.read_freelist(meta.freelist_root)
-    return (meta.page_count - FIRST_DATA_PAGE - len(free)) * meta.page_size
+    return len(used_pages(reader, meta)) * meta.page_size
 
 
 def copy_database(

@@ -33,6 +33,7 @@ import psutil
 import pytest
 
 import jetstore.actors.supervisor
+from jetstore.actors.backup_worker import BACKUP_STEPS
 from jetstore.engine import Instance, JetError, jet, restore, verify_backup
 from jetstore.engine.backup import ATOMIC_NEW, ATOMIC_OLD, ATOMIC_TEMP, locate_backup
 from jetstore.engine.faults import FAULTS_VARIABLE
@@ -917,15 +918,7 @@ def test_a_failed_backup_leaves_nothing(how, template, tmp_path, faults):
 # C. Atomic mode: the worker killed at every step leaves a restorable new or old
 # =====================================================================================
 
-ATOMIC_STEPS = [
-    "pinned",
-    "rolled",
-    "pages-copied",
-    "logs-copied",
-    "manifest-written",
-    "swap-old-kept",
-    "swap-new-placed",
-]
+ATOMIC_STEPS = list(BACKUP_STEPS)
 
 
 @pytest.mark.parametrize("step", ATOMIC_STEPS)

@@ -32,6 +32,7 @@ import sys
 import time
 from collections import Counter
 
+from jetstore.actors.backup_worker import BACKUP_STEPS
 from jetstore.engine import Instance, JetError, restore, verify_backup
 from jetstore.engine.backup import ATOMIC_TEMP, locate_backup
 from jetstore.engine.faults import FAULTS_VARIABLE
@@ -41,15 +42,6 @@ from jetstore.engine.storage import LOG_DIR
 
 OPTIONS = {"log_file_size": 64 << 10}
 ACTORS = ("buffer_manager", "log_writer", "backup_worker")
-BACKUP_STEPS = (
-    "pinned",
-    "rolled",
-    "pages-copied",
-    "logs-copied",
-    "manifest-written",
-    "swap-old-kept",
-    "swap-new-placed",
-)
 
 CLIENT = """
 import sys
