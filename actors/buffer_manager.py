@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 import zmq
 
-from jetstore.engine import faults
 from jetstore.engine.errors import JetError
 from jetstore.engine.faults import env_for
 from jetstore.engine.fileio import DEFAULT_ENV
@@ -34,6 +33,7 @@ from .runtime import (
     Heartbeat,
     Request,
     actor_setup,
+    drain,
     make_socket,
     parent_sentinel,
     reply,
@@ -44,8 +44,9 @@ from .runtime import (
 
 NAME = "buffer_manager"
 SUPERVISOR_IDENTITY = b"supervisor"
-MAX_INFLIGHT_BATCHES = 2
+MAX_INFLIGHT_BATCHES = 16
 MAX_REQUESTS_PER_TURN = 1000
+MAX_EVENTS_PER_TURN = 1000
 SCAN_CHUNK_ITEMS = 1000
 SCAN_CHUNK_BYTES = 1 << 20
 CHECKPOINT_INTERVAL_S = 60.0  # checkpoint at least this often when anything changed
@@ -436,12 +437,7 @@ def main(config: dict) -> None:
                 break  # the supervisor is gone: stop as a crash would; reopening recovers
             heartbeat.busy()
             if events is not None and events in ready:
-                while True:
-                    try:
-                        frame = events.recv(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    faults.message()
+                for frame in drain(events, MAX_EVENTS_PER_TURN):
                     manager.on_log_event(frame)
             if router in ready:
                 manager.serve()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import zmq
 
-from jetstore.engine import faults
 from jetstore.engine.errors import JetError
 from jetstore.engine.faults import env_for
 from jetstore.engine.fileio import DEFAULT_ENV
@@ -24,6 +23,7 @@ from .runtime import (
     Heartbeat,
     Request,
     actor_setup,
+    drain,
     make_socket,
     parent_sentinel,
     reply,
@@ -95,12 +95,7 @@ def main(config: dict) -> None:
 def write_batches(appends: zmq.Socket, events: zmq.Socket, keeper: LogKeeper) -> None:
     """Drain every waiting message, append all batches, sync once, report each batch."""
     batches: list[tuple[int, list[bytes]]] = []
-    while len(batches) < MAX_BATCHES_PER_SYNC:
-        try:
-            frame = appends.recv(zmq.NOBLOCK)
-        except zmq.Again:
-            break
-        faults.message()
+    for frame in drain(appends, MAX_BATCHES_PER_SYNC):
         try:
             message = codec.decode(frame)
             body = schema.check(schema.LOG_APPEND, message.kind, message.body)

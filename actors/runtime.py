@@ -18,7 +18,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
@@ -45,6 +45,10 @@ RUN_DIR = "run"
 ENDPOINTS_FILE = "endpoints.json"
 LOCK_FILE = "lock"
 HEARTBEAT_INTERVAL = 0.1  # seconds between heartbeats
+# Plain ints: on the hot path the flag enums' operators cost more than the calls themselves.
+_POLLIN = int(zmq.POLLIN)
+_NOBLOCK = int(zmq.NOBLOCK)
+_NOBLOCK_MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
 LINGER_MS = 1000  # bounded: close never waits longer for unsent messages
 
 
@@ -136,6 +140,21 @@ def make_socket(
     if connect:
         sock.connect(connect)
     return sock
+
+
+def has_message(sock: zmq.Socket) -> bool:
+    """Whether a message waits on ``sock``: cheaper than provoking zmq.Again on every turn."""
+    return bool(sock.getsockopt(zmq.EVENTS) & _POLLIN)
+
+
+def drain(sock: zmq.Socket, limit: int) -> Iterator[bytes]:
+    """The frames waiting on a PULL socket, at most ``limit``; each counts for a fault plan."""
+    for _ in range(limit):
+        if not has_message(sock):
+            return
+        frame = sock.recv(_NOBLOCK)
+        faults.message()
+        yield frame
 
 
 class Heartbeat(threading.Thread):
@@ -243,7 +262,8 @@ def reply(
         else codec.encode(request.request_id, codec.REPLY_OK, result)
     )
     try:
-        sock.send_multipart([request.identity, frame], zmq.NOBLOCK)
+        sock.send(request.identity, _NOBLOCK_MORE)
+        sock.send(frame, _NOBLOCK)
     except zmq.ZMQError:
         pass  # the client is gone or not reading; it never blocks the actor
 
@@ -263,9 +283,9 @@ def serve_requests(
     JET_errInternalError, never sent to the client and never fatal to the loop.
     """
     for _ in range(limit):
-        if not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            return  # cheaper than provoking zmq.Again on every turn
-        parts = sock.recv_multipart(zmq.NOBLOCK)
+        if not has_message(sock):
+            return
+        parts = sock.recv_multipart(_NOBLOCK)
         faults.message()
         if len(parts) != 2:
             if len(parts) > 1:

@@ -43,6 +43,8 @@ class Channel:
         self.sock = context.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.MAXMSGSIZE, codec.MAX_FRAME)
+        # A blocking recv with a timeout is the cheapest wait; each expiry checks health.
+        self.sock.setsockopt(zmq.RCVTIMEO, POLL_SLICE_MS)
         if identity is not None:
             self.sock.setsockopt(zmq.ROUTING_ID, identity)
         self.sock.connect(endpoint)
@@ -68,25 +70,31 @@ class Channel:
         self.sock.send(codec.encode(request_id, kind, body or {}))
         waited = 0.0
         while True:
-            if self.sock.poll(POLL_SLICE_MS):
-                try:
-                    message = codec.decode(self.sock.recv())
-                except JetError:
-                    continue
-                if message.request_id != request_id:
-                    continue  # the late reply to a call that gave up earlier
-                if message.kind != "progress":
-                    return codec.result_of(message)
-                self.sock.send(
-                    codec.encode(request_id, "ack", self._progress(on_progress, message))
-                )
+            frame = self._receive()
+            if frame is None:  # a slice passed without a reply
+                problem = self.health()
+                if problem is not None:
+                    raise problem
+                waited += POLL_SLICE_MS / 1000
+                if timeout is not None and waited >= timeout:
+                    raise JetError("JET_errInstanceUnavailable", f"{kind}: no reply in {timeout} s")
                 continue
-            problem = self.health()
-            if problem is not None:
-                raise problem
-            waited += POLL_SLICE_MS / 1000
-            if timeout is not None and waited >= timeout:
-                raise JetError("JET_errInstanceUnavailable", f"{kind}: no reply in {timeout} s")
+            try:
+                message = codec.decode(frame)
+            except JetError:
+                continue
+            if message.request_id != request_id:
+                continue  # the late reply to a call that gave up earlier
+            if message.kind != "progress":
+                return codec.result_of(message)
+            self.sock.send(codec.encode(request_id, "ack", self._progress(on_progress, message)))
+
+    def _receive(self) -> bytes | None:
+        """The next frame, or None after POLL_SLICE_MS (RCVTIMEO) without one."""
+        try:
+            return self.sock.recv()
+        except zmq.Again:
+            return None
 
     @staticmethod
     def _progress(on_progress, message: codec.Message) -> dict:
@@ -102,39 +110,37 @@ class Channel:
         self.sock.close(0)
 
 
+class _OneThreadAtATime:
+    """A session's guard: re-entrant for the thread inside, -1910 at once for any other."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            raise JetError(
+                "JET_errSessionSharingViolation",
+                "this session is in use by another thread; give each thread its own session",
+            )
+
+    def __exit__(self, *exc_info) -> None:
+        self._lock.release()
+
+
 class Session:
     """JetBeginSession: tables, reads, writes and transactions; one thread at a time."""
 
     def __init__(self, owner) -> None:
         self._owner = owner
         self._channel: Channel | None = None
-        self._user: int | None = None  # thread id of the thread inside a call
-        self._depth = 0
-        self._guard_lock = threading.Lock()
+        self._entered = _OneThreadAtATime()
         self._writes: WriteSet | None = None
         self._txn: int | None = None
         self._begin_seq: int | None = None
 
     # -- plumbing --------------------------------------------------------------
-    @contextmanager
-    def _entered(self):
-        me = threading.get_ident()
-        with self._guard_lock:
-            if self._user is not None and self._user != me:
-                raise JetError(
-                    "JET_errSessionSharingViolation",
-                    "this session is in use by another thread; give each thread its own session",
-                )
-            self._user = me
-            self._depth += 1
-        try:
-            yield
-        finally:
-            with self._guard_lock:
-                self._depth -= 1
-                if not self._depth:
-                    self._user = None
-
     def _call(self, kind: str, body: dict | None = None) -> Any:
         self._owner._check_usable()
         if self._channel is None:
@@ -143,20 +149,20 @@ class Session:
 
     # -- tables ----------------------------------------------------------------
     def create_table(self, table: str) -> None:
-        with self._entered():
+        with self._entered:
             self._call("create_table", {"table": check_table_name(table)})
 
     def drop_table(self, table: str) -> None:
-        with self._entered():
+        with self._entered:
             self._call("drop_table", {"table": check_table_name(table)})
 
     def list_tables(self) -> list[str]:
-        with self._entered():
+        with self._entered:
             return self._call("list_tables")
 
     # -- reads -----------------------------------------------------------------
     def get(self, table: str, key: bytes) -> bytes | None:
-        with self._entered():
+        with self._entered:
             table, key = check_table_name(table), check_key(key)
             if self._writes is not None:
                 written, value = self._writes.lookup(table, key)
@@ -178,7 +184,7 @@ class Session:
     def _scan_chunks(self, table: str, start: bytes | None, end: bytes | None):
         request = {"table": table, "start": start, "end": end}
         while True:
-            with self._entered():
+            with self._entered:
                 chunk = self._call("scan", request)
             yield from (tuple(item) for item in chunk["items"])
             if not chunk["more"] or not chunk["items"]:
@@ -187,7 +193,7 @@ class Session:
 
     # -- writes ----------------------------------------------------------------
     def put(self, table: str, key: bytes, value: bytes) -> None:
-        with self._entered():
+        with self._entered:
             table, key, value = check_table_name(table), check_key(key), check_value(value)
             if self._writes is not None:
                 self._writes.put(table, key, value)
@@ -195,7 +201,7 @@ class Session:
                 self._call("commit", {"writes": {table: {key: value}}})
 
     def delete(self, table: str, key: bytes) -> None:
-        with self._entered():
+        with self._entered:
             table, key = check_table_name(table), check_key(key)
             if self._writes is not None:
                 self._writes.delete(table, key)
@@ -204,7 +210,7 @@ class Session:
 
     # -- transactions ------------------------------------------------------------
     def begin(self) -> None:
-        with self._entered():
+        with self._entered:
             if self._writes is not None:
                 raise JetError("JET_errTransTooDeep", "a transaction is already open")
             started = self._call("begin")
@@ -213,7 +219,7 @@ class Session:
 
     def commit(self, lazy: bool = False) -> int:
         """Commit the open transaction; returns the log position after its record."""
-        with self._entered():
+        with self._entered:
             writes = self._end_transaction()
             body = {
                 "writes": writes.tables,
@@ -224,7 +230,7 @@ class Session:
             return self._call("commit", body)["lsn"]
 
     def rollback(self) -> None:
-        with self._entered():
+        with self._entered:
             self._end_transaction()
             self._call("end", {"txn": self._txn})
 

@@ -5,7 +5,9 @@ The byte layout is in ``log_format``.  What this module adds is the protocol aro
 - A generation file appears complete or not at all: it is built under ``jettmp.log`` (header,
   then zeros up to ``log_file_size``), fdatasynced, renamed to its final name, and the
   directory is fsynced.
-- Appends go to the current (highest) generation, one pwrite per fragment.  A payload that does
+- Appends go to the current (highest) generation.  Fragments are buffered and written with one
+  pwrite at the next sync or roll (or every PENDING_LIMIT bytes): a group commit of any
+  number of records costs one write and one fdatasync.  A payload that does
   not fit in what is left of the generation is split into FIRST / MIDDLE / LAST fragments, and
   the generation is closed (END_OF_GENERATION, fdatasync) and the next one created in between.
 - Only the highest generation may end in a torn tail.  Every lower one was closed by a roll
@@ -89,6 +91,7 @@ __all__ = ["LogHeader", "LogReader", "LogRecord", "LogStream", "dump_log", "list
 # finds a corrupt log file, a backup fails to read-verify it.
 _CORRUPTION_ERRORS = {"replay": "JET_errLogFileCorrupt", "backup": "JET_errLogReadVerifyFailure"}
 _ZEROS = bytes(1 << 20)  # the largest single write used to zero-fill a generation
+PENDING_LIMIT = 1 << 20  # appended bytes held in memory before a write (lazy commits)
 
 
 class LogRecord(NamedTuple):
@@ -507,7 +510,10 @@ class LogStream:
         self._checksum = 0  # running checksum of the current generation
         self._fragments = 0
         self._marked_offset = RECORDS_START  # synced offset the last SYNCED record claimed
-        self._held: tuple[int, bytes] | None = None  # a SYNCED record not yet written
+        # Records appended since the last write: written with ONE pwrite at the next sync,
+        # roll or PENDING_LIMIT, so a group commit costs one write however many records.
+        self._pending = bytearray()
+        self._pending_offset = RECORDS_START
 
     @classmethod
     def create(
@@ -626,8 +632,9 @@ class LogStream:
     def append(self, payload: bytes) -> int:
         """Append one logical record (not durable until ``sync``); the LSN of its first fragment.
 
-        Each fragment is built in one buffer, checksummed once and written with one pwrite.
-        The first append after an fdatasync is preceded by a SYNCED record (log_format).
+        Each fragment is built in one buffer and checksummed once; the write waits for the
+        next sync.  The first append after an fdatasync is preceded by a SYNCED record
+        (log_format).
         """
         marker_size = RECORD_HEADER_SIZE + SYNCED_PAYLOAD.size
         if (
@@ -659,34 +666,31 @@ class LogStream:
                 return first_lsn
 
     def _write_fragment(self, record_type: int, data) -> int:
-        """One record at the current position (room already checked); its LSN.
-
-        A SYNCED record is held back and written with the fragment that follows it, so a
-        commit after an fdatasync still costs one pwrite.
-        """
+        """One record at the current position (room already checked); its LSN."""
         lsn = make_lsn(self._generation, self._offset)
         record = pack_record(lsn, record_type, data)
         self._checksum = crc32c(record, value=self._checksum)
         self._fragments += 1
-        if record_type == RECORD_SYNCED:
-            self._held = (self._offset, record)
-        else:
-            self._flush_held(record)
+        if not self._pending:
+            self._pending_offset = self._offset
+        self._pending += record
         self._offset += len(record)
+        if len(self._pending) >= PENDING_LIMIT:
+            self._write_pending()
         return lsn
 
-    def _flush_held(self, record: bytes = b"") -> None:
-        """Write the held SYNCED record (if any) and ``record`` after it, in one pwrite."""
-        if self._held is not None:
-            offset, held = self._held
-            self._held = None
-            self._file.pwrite(held + record, offset)
-        elif record:
-            self._file.pwrite(record, self._offset)
+    def _write_pending(self) -> None:
+        if self._pending:
+            # Taken before the write: after a failed write the stream is broken (its owner
+            # appends nothing more), and closing it must not try the same bytes again.
+            data = bytes(self._pending)
+            self._pending.clear()
+            self._file.pwrite(data, self._pending_offset)
 
     def sync(self) -> int:
-        """fdatasync the current generation; the durable end LSN."""
+        """Write what is pending and fdatasync the current generation; the durable end LSN."""
         if self._durable_offset != self._offset:
+            self._write_pending()
             self._file.sync()
             self._durable_offset = self._offset
         return self.durable_lsn
@@ -710,7 +714,7 @@ class LogStream:
         return self._generation
 
     def _roll(self) -> None:
-        self._flush_held()  # (never held here in practice: a fragment always follows it)
+        self._write_pending()
         eog = pack_end_of_generation(self.end_lsn, self._checksum, self._fragments)
         self._file.pwrite(eog, self._offset)
         self._file.sync()
@@ -797,6 +801,9 @@ class LogStream:
         return deleted
 
     def close(self) -> None:
+        """Close the file.  Appends since the last ``sync`` are dropped, as a crash drops
+        them: a clean shutdown syncs first, and a failed one must write nothing more."""
+        self._pending.clear()
         if self._file is not None:
             self._file.close()
             self._file = None

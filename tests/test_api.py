@@ -503,7 +503,7 @@ def test_session_sharing_violation(s, table):
     holder_results = []
 
     def hold():
-        with s._entered():  # the session's own guard: thread A is inside a call
+        with s._entered:  # the session's own guard: thread A is inside a call
             holder_results.append(s.get(table, b"k"))  # the owner itself may go on
             inside.set()
             release.wait(10)
