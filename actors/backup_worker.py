@@ -238,6 +238,7 @@ class BackupWorker:
             raise run.abort
 
     def _run(self, run: Run, dest: str | None, atomic: bool) -> None:
+        run_when_idle()
         started = time.monotonic()
         self.events.emit("backup-begin", kind=run.kind, dest=dest, atomic=atomic)
         try:
@@ -654,7 +655,22 @@ def _chain_directory(dest: str, info: dict) -> tuple[str, dict]:
     return directory, manifest
 
 
-BACKUP_NICENESS = 10  # a backup yields the CPU to commits on a busy machine
+BACKUP_NICENESS = 10  # the worker's loop and heartbeat yield the CPU to commits
+
+
+def run_when_idle() -> None:
+    """Put the calling thread - the one copying a backup - in SCHED_IDLE (Linux).
+
+    Niceness alone is not enough: a commit waking on a core that runs the copy may wait
+    out the copy's time slice, which showed as a steady 25-30% loss of commit throughput
+    during a backup on two cores.  A SCHED_IDLE thread is preempted at once by any other
+    and still takes every idle cycle, so an unloaded machine backs up at full speed.
+    """
+    if hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except OSError:
+            pass  # a sandbox may forbid it; the copy then runs at the worker's niceness
 
 
 def main(config: dict) -> None:
@@ -682,7 +698,7 @@ def main(config: dict) -> None:
             worker.flush_outbox()
         worker.flush_outbox()
     finally:
-        heartbeat.stopping.set()
+        heartbeat.stop()
         worker.bm.close()
         if worker.lw is not None:
             worker.lw.close()

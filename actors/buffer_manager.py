@@ -452,7 +452,7 @@ def main(config: dict) -> None:
                 storage.pager.evict()
             heartbeat.idle()
     finally:
-        heartbeat.stopping.set()
+        heartbeat.stop()
         manager.writer.shutdown(wait=True)
         storage._close_files()
         for sock in (router, to_log, events):

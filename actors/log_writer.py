@@ -85,7 +85,7 @@ def main(config: dict) -> None:
             stream.close()
             reply(control, stopping[0], {"durable_lsn": stream.durable_lsn})
     finally:
-        heartbeat.stopping.set()
+        heartbeat.stop()
         stream.close()
         for sock in (appends, events, control):
             sock.close()

@@ -193,6 +193,11 @@ class Heartbeat(threading.Thread):
         finally:
             sock.close(0)
 
+    def stop(self) -> None:
+        """Stop and wait (bounded): its socket must be closed before the context terminates."""
+        self.stopping.set()
+        self.join(2 * HEARTBEAT_INTERVAL + 1.0)
+
     def busy(self) -> None:
         self.busy_since = time.monotonic()
 

@@ -10,10 +10,29 @@ testing honest: the engine under test is the production engine.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
 import os
 
 from .errors import JetError
+
+# sync_file_range(2): start or await the writeback of a byte range, without flushing the
+# device cache - no durability promise, only pacing (the os module does not offer it).
+_SYNC_FILE_RANGE_WAIT_BEFORE, _SYNC_FILE_RANGE_WRITE, _SYNC_FILE_RANGE_WAIT_AFTER = 1, 2, 4
+
+
+def _load_sync_file_range():
+    try:
+        function = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None  # not Linux: write-behind is then a no-op
+    function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    function.restype = ctypes.c_int
+    return function
+
+
+_sync_file_range = _load_sync_file_range()
 
 
 def io_error(exc: OSError, what: str) -> JetError:
@@ -56,6 +75,21 @@ class File:
             os.fdatasync(self.fd)
         except OSError as exc:
             raise io_error(exc, f"fdatasync {self.path}") from exc
+
+    def write_behind(self, offset: int, length: int, previous: tuple[int, int] | None) -> None:
+        """Start writing back [offset, offset + length) and wait until ``previous``, a range
+        started earlier, is on its way to the disk.  A pacing hint, not a durability point:
+        a streaming writer keeps its dirty pages to two ranges instead of leaving them all
+        to one final fdatasync that every other writer on the disk would queue behind."""
+        if _sync_file_range is None:
+            return
+        if _sync_file_range(self.fd, offset, length, _SYNC_FILE_RANGE_WRITE) == 0 and previous:
+            wait = _SYNC_FILE_RANGE_WAIT_BEFORE | _SYNC_FILE_RANGE_WRITE
+            if _sync_file_range(self.fd, *previous, wait | _SYNC_FILE_RANGE_WAIT_AFTER) == 0:
+                # Written back, so clean: drop it from the page cache rather than let a
+                # backup's bytes push out the pages the live database is using.
+                os.posix_fadvise(self.fd, *previous, os.POSIX_FADV_DONTNEED)
+        # A failure here is harmless: the final sync() writes the range and reports errors.
 
     def size(self) -> int:
         return os.fstat(self.fd).st_size

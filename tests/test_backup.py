@@ -271,3 +271,35 @@ def test_buffer_manager_dying_mid_backup_leaves_nothing_after_reopen(tmp_path, a
         assert verify_backup(dest)["backup_id"] == previous
     else:
         assert os.listdir(dest) == []
+
+
+def test_a_backup_file_streams_to_disk_a_window_at_a_time(tmp_path):
+    """Write-behind hands contiguous windows to writeback, each waiting for the one before,
+    and leaves the bytes exactly as written."""
+    from jetstore.engine.backup import WRITE_BEHIND_BYTES, WriteBehind
+    from jetstore.engine.fileio import Env, File
+
+    calls = []
+
+    class RecordingFile(File):
+        def write_behind(self, offset, length, previous):
+            calls.append((offset, length, previous))
+            super().write_behind(offset, length, previous)
+
+    env = Env()
+    env.file_class = RecordingFile
+    dest = env.open(str(tmp_path / "copy"), create=True)
+    streamed = WriteBehind(dest)
+    chunk, written = os.urandom(WRITE_BEHIND_BYTES // 3 + 1), 0
+    for _ in range(10):
+        dest.pwrite(chunk, written)
+        written += len(chunk)
+        streamed.wrote_up_to(written)
+    dest.sync()
+    dest.close()
+    assert len(calls) == 10 // 3
+    start, previous = 0, None
+    for offset, length, waited_for in calls:
+        assert offset == start and length >= WRITE_BEHIND_BYTES and waited_for == previous
+        previous, start = (offset, length), offset + length
+    assert (tmp_path / "copy").read_bytes() == chunk * 10

@@ -352,18 +352,29 @@ def run_campaign(
     return {"seed": seed, "counts": dict(totals), "violations": violations}
 
 
+# Memory settles after a warm-up: first-touched pages and allocator arenas grew about
+# 10 KB a cycle before cycle 100 and under 0.2 KB (page jitter) after it, with Python's
+# live allocations flat throughout.  Leaks are judged from there on.
+WARM_UP_CYCLES = 100
+RSS_SLACK_MB = 4.0  # after the warm-up: a 1 KB-per-cycle leak shows within 4,000 cycles
+
+
 def open_close_cycles(directory: str, cycles: int, report_every: int = 100) -> dict:
     """Open and close an instance ``cycles`` times; resources of this process must not grow
     (file descriptors, threads, memory) and no process may be left behind."""
+    import gc
+
     import psutil
 
     me = psutil.Process()
     path = os.path.join(directory, "cycles")
+    warm_up = min(WARM_UP_CYCLES, max(1, cycles // 2))
     samples = []
     for n in range(cycles):
         with Instance.open(path) as inst:
             inst.session().list_tables()
-        if n == 4 or (n + 1) % report_every == 0 or n + 1 == cycles:
+        if n + 1 == warm_up or (n + 1) % report_every == 0 or n + 1 == cycles:
+            gc.collect()
             children = [
                 p
                 for p in me.children(recursive=True)
@@ -381,11 +392,18 @@ def open_close_cycles(directory: str, cycles: int, report_every: int = 100) -> d
             print(f"cycle {n + 1}: {samples[-1]}", flush=True)
     first, last = samples[0], samples[-1]
     leaks = [
-        f"{key} grew from {first[key]} to {last[key]}"
-        for key, slack in (("fds", 2), ("threads", 1), ("processes", 0), ("rss_mb", 50))
+        f"{key} grew from {first[key]} to {last[key]} after cycle {first['cycle']}"
+        for key, slack in (("fds", 2), ("threads", 1), ("processes", 0), ("rss_mb", RSS_SLACK_MB))
         if last[key] > first[key] + slack
     ]
-    return {"cycles": cycles, "samples": samples, "leaks": leaks}
+    after_warm_up = max(1, last["cycle"] - first["cycle"])
+    rss_kb_per_cycle = (last["rss_mb"] - first["rss_mb"]) * 1000 / after_warm_up
+    return {
+        "cycles": cycles,
+        "samples": samples,
+        "rss_kb_per_cycle_after_warm_up": rss_kb_per_cycle,
+        "leaks": leaks,
+    }
 
 
 def add_parser(subparsers) -> None:
@@ -413,6 +431,8 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.open_close:
         report = open_close_cycles(args.dir, args.open_close)
+        growth = report["rss_kb_per_cycle_after_warm_up"]
+        print(f"RSS after the warm-up: {growth:+.2f} KB per cycle")
         for leak in report["leaks"]:
             print(f"LEAK {leak}")
         if args.json:
