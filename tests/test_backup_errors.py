@@ -379,7 +379,7 @@ class TestOnASharedInstance:
         inside, release = threading.Event(), threading.Event()
 
         def hold():
-            with session._entered():
+            with session._entered:
                 inside.set()
                 release.wait(WAIT_S * 3)
 

@@ -7,7 +7,9 @@ client its own process.  jetstore clients ``connect`` to one instance;
 SQLite clients each open their own connection (WAL, synchronous=FULL,
 busy_timeout) to one database file.  Reports tx/s and p50/p99 commit latency
 per client count, the ratio to SQLite, and the time to open and close an
-empty instance.  Prints the machine and configuration first.
+empty instance.  Each row also shows the floor: the same four ZeroMQ hops and
+fdatasync with no engine in them (``bench_floor``), the most this architecture
+can do on the machine.  Prints the machine and configuration first.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 import multiprocess
 
 from jetstore.engine.errors import JetError
+from jetstore.tools import bench_floor
 from jetstore.tools.benchmark import add_common_arguments, benchmark_run
 
 VALUE = b"v" * 100
@@ -132,18 +135,24 @@ def main(argv: list[str] | None = None) -> int:
             db.execute("CREATE TABLE t (k BLOB PRIMARY KEY, v BLOB)")
             db.close()
             sql = run_clients(_sqlite_client, sql_path, clients, args.seconds)
+            floor_path = os.path.join(scratch, f"floor{clients}")
+            with bench_floor.Pipeline(floor_path):
+                floor = run_clients(bench_floor.client, floor_path, clients, args.seconds)
             row = {
                 "clients": clients,
                 "jetstore": jet,
                 "sqlite": sql,
+                "floor": floor,
                 "ratio": jet["tx_per_s"] / sql["tx_per_s"],
+                "floor_ratio": floor["tx_per_s"] / sql["tx_per_s"],
             }
             report["results"].setdefault("commits", []).append(row)
             print(
                 f"{clients:3d} clients  jetstore {jet['tx_per_s']:8,.0f} tx/s "
                 f"p50 {jet['p50_ms']:.2f} ms p99 {jet['p99_ms']:.2f} ms | "
                 f"SQLite {sql['tx_per_s']:8,.0f} tx/s p50 {sql['p50_ms']:.2f} ms "
-                f"p99 {sql['p99_ms']:.2f} ms | ratio {row['ratio']:.2f}x"
+                f"p99 {sql['p99_ms']:.2f} ms | ratio {row['ratio']:.2f}x | floor "
+                f"{floor['tx_per_s']:,.0f} tx/s = {row['floor_ratio']:.2f}x SQLite"
             )
     return 0
 
