@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import zmq
 
+from jetstore.engine import faults
 from jetstore.engine.errors import JetError
 from jetstore.engine.faults import env_for
 from jetstore.engine.fileio import DEFAULT_ENV
@@ -361,6 +362,7 @@ class BufferManager:
 
     # -- shutdown ------------------------------------------------------------
     def shutdown(self, body: dict, request: Request):
+        faults.step("shutdown")
         self.shutdown_request = request
         return DEFERRED
 

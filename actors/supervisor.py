@@ -408,11 +408,22 @@ class Supervisor:
         state = self.actors.get(name)
         if state is None or not state.alive:
             return
+
+        def exited() -> JetError | None:
+            """An actor dying now is no failure of the instance, but nothing will answer."""
+            if state.process.is_alive():
+                return None
+            return JetError(
+                "JET_errInstanceUnavailable", f"{name} (pid {state.pid}) exited during shutdown"
+            )
+
         # The buffer manager knows the supervisor by its channel's identity (stop_service
         # does not apply to it); a second socket with that identity would be refused.
         channel = self.control if name == "buffer_manager" else None
         if channel is None:
-            channel = Channel(self.context, endpoint, lambda: None)
+            channel = Channel(self.context, endpoint, exited)
+        else:
+            channel.health = exited  # stopping: this is the last call made on it
         try:
             channel.call("shutdown", timeout=STOP_TIMEOUT)
         except JetError as exc:

@@ -62,6 +62,19 @@ def test_an_actor_dying_at_its_nth_message(tmp_path, monkeypatch):
     assert all(stored.get(k) == v for k, v in acked.items()) and len(acked) > 50
 
 
+def test_a_buffer_manager_dying_during_close_does_not_hold_close(tmp_path, monkeypatch):
+    """close() waits on the actor's process, not on a reply that can no longer come."""
+    import time
+
+    inst = open_with_plan(tmp_path, monkeypatch, {"buffer_manager": {"crash_at_step": "shutdown"}})
+    acked, failure = commit_until_failure(inst, limit=300)
+    assert failure is None
+    began = time.monotonic()
+    inst.close()
+    assert time.monotonic() - began < 10  # the shutdown call's own limit is 30 s
+    assert reopened_contents(tmp_path) == acked  # recovery: every acknowledged commit
+
+
 def test_a_client_that_never_reads_does_not_block_the_engine(tmp_path):
     with Instance.open(tmp_path) as inst:
         session = inst.session()
