@@ -51,6 +51,11 @@ MAX_EVENTS_PER_TURN = 1000
 SCAN_CHUNK_ITEMS = 1000
 SCAN_CHUNK_BYTES = 1 << 20
 CHECKPOINT_INTERVAL_S = 60.0  # checkpoint at least this often when anything changed
+ANSWERED_AFTER_STOP = (
+    "ping",
+    "status",
+    "backup_info",
+)  # what an operator reads after JetStopService
 TXN_TTL_S = 3600.0  # a registered transaction silent this long is presumed abandoned
 
 
@@ -149,7 +154,7 @@ class BufferManager:
             if self.shutdown_request is not None:
                 raise JetError("JET_errTermInProgress", "the instance is shutting down")
             from_supervisor = request.identity == SUPERVISOR_IDENTITY
-            if self.service_stopped and not from_supervisor and kind != "ping":
+            if self.service_stopped and not from_supervisor and kind not in ANSWERED_AFTER_STOP:
                 raise JetError(
                     "JET_errClientRequestToStopJetService",
                     "the service was stopped (JetStopService)",

@@ -299,6 +299,6 @@ class ControlServer(threading.Thread):
                 actor.update(rss_bytes=None, cpu_seconds=None)
         if "failure" not in report:
             report["commits_per_s"] = round(self.commits_per_second(), 1)
-            report["backup_worker"] = self.instance._backup_control("status")
-            report["backups"] = self.instance._control_call("backup_info")
+            report["backup_worker"] = self.instance._backup_control("status", stopped_ok=True)
+            report["backups"] = self.instance._control_call("backup_info", stopped_ok=True)
         return report

@@ -49,12 +49,14 @@ class _Attached:
     def _health(self) -> JetError | None:
         raise NotImplementedError
 
-    def _check_usable(self) -> None:
+    def _check_usable(self, *, stopped_ok: bool = False) -> None:
+        """Refuse calls on a closed or closing instance, and - unless ``stopped_ok``, for
+        status, which an operator needs most then - after JetStopService."""
         if self.closed:
             raise JetError("JET_errNotInitialized", f"{self.path} is closed")
         if self.closing:
             raise JetError("JET_errTermInProgress", f"{self.path} is shutting down")
-        if self.service_stopped:
+        if self.service_stopped and not stopped_ok:
             raise JetError(
                 "JET_errClientRequestToStopJetService", "the service was stopped (JetStopService)"
             )
@@ -65,9 +67,9 @@ class _Attached:
     def _channel(self, endpoint: str = "buffer_manager") -> Channel:
         return Channel(self._context, self.endpoints[endpoint], self._health)
 
-    def _control_call(self, kind: str, body: dict | None = None):
+    def _control_call(self, kind: str, body: dict | None = None, *, stopped_ok: bool = False):
         """A call on this thread's own instance-level channel."""
-        self._check_usable()
+        self._check_usable(stopped_ok=stopped_ok)
         channel = getattr(self._local, "channel", None)
         if channel is None:
             channel = self._local.channel = self._channel()
@@ -127,9 +129,9 @@ class _Attached:
         """Health of the backup about to start: the instance's, and its worker's own."""
         raise NotImplementedError
 
-    def _backup_control(self, kind: str, body: dict | None = None):
+    def _backup_control(self, kind: str, body: dict | None = None, *, stopped_ok: bool = False):
         """A short request to the backup worker (status, abort, rate)."""
-        self._check_usable()
+        self._check_usable(stopped_ok=stopped_ok)
         channel = self._channel("backup")
         try:
             return channel.call(kind, body)
@@ -267,7 +269,7 @@ class Instance(_Attached):
         if self._supervisor.failure is not None:
             report["failure"] = str(self._supervisor.failure)
             return report
-        report["buffer_manager"] = self._control_call("status")
+        report["buffer_manager"] = self._control_call("status", stopped_ok=True)
         report["log_writer"] = actors.get("log_writer", {}).get("info", {})
         return report
 
@@ -336,7 +338,8 @@ class Client(_Attached):
             return name not in self._processes or _running(self._processes[name])
 
         actors = {name: {"pid": pid, "alive": alive(name)} for name, pid in self._pids.items()}
-        return {"path": self.path, "actors": actors, "buffer_manager": self._control_call("status")}
+        engine = self._control_call("status", stopped_ok=True)
+        return {"path": self.path, "actors": actors, "buffer_manager": engine}
 
     def close(self) -> None:
         """Detach: the instance keeps running for the process that opened it."""

@@ -810,6 +810,9 @@ def test_stop_service(tmp_path):
     ):
         with raises_jet(-1329, "JET_errClientRequestToStopJetService"):
             call()
+    # What an operator needs most now still answers, and says why nothing else does.
+    assert inst.status()["buffer_manager"]["service_stopped"] is True
+    assert client.status()["buffer_manager"]["service_stopped"] is True
     client.close()
     inst.close()  # still a clean shutdown
     assert not (path / "run" / "endpoints.json").exists()

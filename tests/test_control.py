@@ -432,6 +432,7 @@ def test_every_command_over_ipc_with_a_dealer(tmp_path, instances, context):
         inst.session()
     assert e.value.err == -1329
     assert op.result("ping")["pong"] is True
+    assert op.result("status")["buffer_manager"]["service_stopped"] is True
 
     # shutdown: the instance closes, its processes are gone, nothing answers any more
     pids = [actor["pid"] for actor in status["actors"].values()]
