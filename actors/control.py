@@ -4,7 +4,9 @@ A ROUTER in the process that opened the instance, served by its own thread:
 always on ``ipc://<run dir>/control`` (the socket file 0600 inside a 0700
 directory), and optionally on ``tcp://127.0.0.1:PORT``, which refuses to start
 without CURVE: the server's key pair is generated into ``DIR/run/curve`` (0600)
-and only client public keys placed in ``DIR/run/curve/clients`` may connect.
+and only client public keys placed in ``DIR/run/curve/clients`` may connect -
+read at every handshake, so adding or removing a key file takes effect for the
+next connection without a restart.
 
 Every message is versioned (``protocol.codec``) and checked against
 ``schema.CONTROL``; bad input of any kind gets an error reply and the server
@@ -29,7 +31,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from jetstore.engine.errors import JetError
 from jetstore.protocol import codec, schema
 
-from .runtime import DEFERRED, RUN_DIR, Request, make_socket, reply, serve_requests
+from .runtime import DEFERRED, RUN_DIR, Request, log, make_socket, reply, serve_requests
 
 # Operators send small messages: a bigger one gets an error reply; past the transport
 # limit (codec.MAX_FRAME, MAXMSGSIZE) ZeroMQ drops the connection without reading it.
@@ -37,6 +39,21 @@ CONTROL_MAX_FRAME = 1 << 20
 CURVE_DIR = "curve"
 CLIENT_KEYS_DIR = "clients"
 SERVER_KEY_NAME = "server"
+
+
+class AllowList:
+    """The CURVE client keys allowed now: the public keys in a directory, read at each
+    handshake (the authenticator's thread calls ``callback``)."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def callback(self, domain: str, client_key: bytes) -> bool:
+        try:
+            return client_key in zmq.auth.load_certificates(self.directory)
+        except (OSError, ValueError) as exc:  # a missing directory or a malformed key file
+            log.error("CURVE allow-list %s unreadable, refusing: %s", self.directory, exc)
+            return False
 
 
 def curve_paths(path: str) -> tuple[str, str]:
@@ -103,8 +120,8 @@ class ControlServer(threading.Thread):
             if self.tcp_endpoint is not None:
                 authenticator = ThreadAuthenticator(context)
                 authenticator.start()
-                authenticator.configure_curve(
-                    domain="*", location=curve_paths(self.instance.path)[1]
+                authenticator.configure_curve_callback(
+                    domain="*", credentials_provider=AllowList(curve_paths(self.instance.path)[1])
                 )
                 tcp = context.socket(zmq.ROUTER)
                 tcp.setsockopt(zmq.LINGER, 1000)

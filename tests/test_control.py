@@ -196,11 +196,8 @@ def make_client_keys(directory, allow_list=None) -> tuple[str, str]:
 
 
 def allow_list(path) -> str:
-    """Where an instance's CURVE server looks for allowed client public keys.
-
-    The authenticator loads this directory once, when the control server starts
-    (``configure_curve``), so keys must be in place before ``Instance.open``.
-    """
+    """Where an instance's CURVE server looks for allowed client public keys (read at
+    every handshake)."""
     return os.path.join(path, "run", "curve", "clients")
 
 
@@ -633,6 +630,35 @@ def test_tcp_control_with_curve_keys(over_tcp, context, tmp_path):
 
     # the server goes on serving the allowed client
     assert allowed.result("ping")["pong"] is True
+
+
+def test_a_client_key_added_or_removed_while_running_takes_effect(over_tcp, context, tmp_path):
+    def operator_with(keys_dir) -> Operator:
+        keys = zmq.auth.load_certificate(os.path.join(keys_dir, "client.key_secret"))
+        return Operator(
+            context, over_tcp.endpoint, server_key=over_tcp.server_public, client_keys=keys
+        )
+
+    def refused(keys_dir) -> bool:
+        operator = operator_with(keys_dir)
+        monitor = operator.sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+        try:
+            operator.send("ping")
+            return bool(monitor.poll(5000))
+        finally:
+            operator.sock.disable_monitor()
+            monitor.close(0)
+            operator.close()
+
+    late = tmp_path / "late"
+    public_file, _ = make_client_keys(late)
+    assert refused(late)  # not listed yet
+    listed = shutil.copy(public_file, os.path.join(allow_list(over_tcp.path), "late.key"))
+    operator = operator_with(late)  # listed while the instance runs: no reopen needed
+    assert operator.result("ping", timeout=10)["pong"] is True
+    operator.close()
+    os.remove(listed)
+    assert refused(late)  # and withdrawn the same way
 
 
 def test_tcp_endpoint_must_be_loopback(tmp_path):
