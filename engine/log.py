@@ -681,8 +681,8 @@ class LogStream:
 
     def _write_pending(self) -> None:
         if self._pending:
-            # Taken before the write: after a failed write the stream is broken (its owner
-            # appends nothing more), and closing it must not try the same bytes again.
+            # Cleared before the write: after a failed write the stream is broken - its owner
+            # appends and syncs nothing more - and no later call may retry these bytes.
             data = bytes(self._pending)
             self._pending.clear()
             self._file.pwrite(data, self._pending_offset)
