@@ -38,6 +38,7 @@ from jetstore.engine.backup import ATOMIC_TEMP, locate_backup
 from jetstore.engine.faults import FAULTS_VARIABLE
 from jetstore.engine.fileio import DEFAULT_ENV
 from jetstore.engine.log import LogReader
+from jetstore.engine.manifest_format import MANIFEST
 from jetstore.engine.storage import LOG_DIR
 
 OPTIONS = {"log_file_size": 64 << 10}
@@ -274,11 +275,14 @@ class Trial:
         if record["kind"] == "atomic":
             left = {p for p in after if p.startswith(ATOMIC_TEMP)}
         elif record["kind"] == "incremental":
-            # Checked at the end: later backups may have added files the chain now lists.
+            # Checked at the end: later backups may have added files the chain now lists, and
+            # the undo of an atomic backup whose worker died may have moved the complete
+            # backup (MANIFEST included) from old/ back to new/ meanwhile.
             try:
                 directory, manifest = locate_backup(record["dest"])
                 prefix = os.path.relpath(directory, record["dest"])
-                listed = {os.path.normpath(os.path.join(prefix, f)) for f in manifest["files"]}
+                complete = [*manifest["files"], MANIFEST]
+                listed = {os.path.normpath(os.path.join(prefix, f)) for f in complete}
             except JetError:
                 listed = set()
             left = {p for p in after - record["before"] if p not in listed}
