@@ -268,6 +268,7 @@ class BufferManager:
             for record in sorted(self.waiting):
                 for request in self.waiting.pop(record):
                     reply(self.router, request, error=failure)
+            self.abandon_checkpoint(failure)
             return
         self.log.current_generation = body["generation"]
         for offset, end_lsn in enumerate(body["ends"]):
@@ -347,6 +348,16 @@ class BufferManager:
             self.to_log.send(codec.encode(0, "checkpointed", {"lsn": run.lsn}))
         for request in run.waiters:
             reply(self.router, request, {"seq": meta.seq, "checkpoint_lsn": meta.checkpoint_lsn})
+
+    def abandon_checkpoint(self, failure: JetError) -> None:
+        """The log failed: a checkpoint still waiting for its LSN will never publish (and
+        shutdown must not wait for it); its waiters get the failure."""
+        run = self.checkpoint
+        if run is None or run.lsn is not None:
+            return  # a checkpoint whose log is durable still publishes
+        self.checkpoint = None
+        for request in run.waiters:
+            reply(self.router, request, error=failure)
 
     def maybe_checkpoint(self) -> None:
         if self.checkpoint is not None or self.storage.failure is not None:

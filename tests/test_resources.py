@@ -131,3 +131,55 @@ def test_open_close_cycles_leak_nothing(tmp_path):
     ]
     assert not leftovers, f"processes left behind: {[p.pid for p in leftovers]}"
     assert not os.path.exists(tmp_path / "i0" / "run" / "endpoints.json")
+
+
+def test_a_log_failure_abandons_the_checkpoint_waiting_for_it(tmp_path):
+    """The log writer fails the batch a checkpoint waits for: the checkpoint is abandoned
+    with that error and shutdown completes, instead of waiting for an LSN that never comes
+    (seen in the torture campaign as a 30 s close after ENOSPC on the log)."""
+    from jetstore.actors.buffer_manager import BufferManager, ShippingLog
+    from jetstore.engine.storage import Storage
+
+    storage = Storage.open(tmp_path, auto_checkpoint=False)
+    storage.create_table("t")
+    end_lsn, generation = storage.log.end_lsn, storage.log.current_generation
+    storage.log.close()
+    storage.log = ShippingLog(end_lsn, generation)
+    context = zmq.Context()
+    router, client = context.socket(zmq.ROUTER), context.socket(zmq.DEALER)
+    router.bind("inproc://buffer-manager")
+    client.connect("inproc://buffer-manager")
+    to_log, log_writer = context.socket(zmq.PUSH), context.socket(zmq.PULL)
+    to_log.bind("inproc://log-append")
+    log_writer.connect("inproc://log-append")
+    manager = BufferManager(storage, router, to_log)
+    try:
+        client.send(codec.encode(1, "commit", {"writes": {"t": {b"k": b"v"}}}))
+        client.send(codec.encode(2, "checkpoint", {}))
+        assert router.poll(5000)
+        manager.serve()
+        manager.ship()
+        manager.maybe_checkpoint()
+        assert manager.checkpoint is not None and manager.checkpoint.lsn is None
+        batch = codec.decode(log_writer.recv()).body["batch"]
+        disk_full = JetError("JET_errLogDiskFull", "log disk full")
+        failed = {"batch": batch, "err": disk_full.err, "message": disk_full.message}
+        manager.on_log_event(codec.encode(0, "failed", failed))
+        assert manager.checkpoint is None
+        for _ in range(2):  # the commit and the checkpoint both get the log's error
+            assert client.poll(5000)
+            with pytest.raises(JetError) as answered:
+                codec.result_of(codec.decode(client.recv()))
+            assert answered.value.name == "JET_errLogDiskFull"
+        client.send(codec.encode(3, "shutdown", {}))
+        assert router.poll(5000)
+        manager.serve()
+        assert manager.finish_shutdown()
+        assert client.poll(5000)
+        assert codec.result_of(codec.decode(client.recv())) == {"clean": False}
+    finally:
+        manager.writer.shutdown(wait=True)
+        storage._close_files()
+        for sock in (router, client, to_log, log_writer):
+            sock.close(0)
+        context.term()
