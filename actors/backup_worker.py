@@ -39,13 +39,10 @@ from .runtime import (
     DEFERRED,
     RUN_DIR,
     ActorConfig,
-    Heartbeat,
+    ActorHost,
     Request,
     actor_setup,
-    make_socket,
-    parent_sentinel,
     reply,
-    send_ready,
     serve_requests,
 )
 
@@ -676,31 +673,22 @@ def run_when_idle() -> None:
 def main(config: dict) -> None:
     cfg = actor_setup(config)
     os.nice(BACKUP_NICENESS)
-    context = zmq.Context()
-    router = make_socket(context, zmq.ROUTER, bind=cfg.endpoints["backup"])
-    worker = BackupWorker(cfg, context, router)
+    host = ActorHost(cfg)
+    router = host.socket(zmq.ROUTER, bind=cfg.endpoints["backup"], watch=True)
+    worker = BackupWorker(cfg, host.context, router)
     worker.undo_dead_worker()
-    heartbeat = Heartbeat(context, cfg.endpoints["supervisor"], NAME, worker.status)
-    heartbeat.start()
-    poller = zmq.Poller()
-    poller.register(router, zmq.POLLIN)
-    sentinel = parent_sentinel()
-    if sentinel is not None:
-        poller.register(sentinel, zmq.POLLIN)
-    send_ready(context, cfg.endpoints["supervisor"], NAME, {})
+    host.start(worker.status, {})
     try:
         while not (worker.stopping and worker.run is None):
-            ready = dict(poller.poll(10 if worker.run is not None else 200))
-            if sentinel in ready:
+            ready = host.wait(10 if worker.run is not None else 200)
+            if ready is None:
                 break
             if router in ready:
                 serve_requests(router, schema.BACKUP, worker.handlers, NAME)
             worker.flush_outbox()
         worker.flush_outbox()
     finally:
-        heartbeat.stop()
         worker.bm.close()
         if worker.lw is not None:
             worker.lw.close()
-        router.close()
-        context.term()
+        host.close()

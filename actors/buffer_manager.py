@@ -31,15 +31,12 @@ from jetstore.protocol import codec, schema
 
 from .runtime import (
     DEFERRED,
-    Heartbeat,
+    ActorHost,
     Request,
     actor_setup,
     drain,
-    make_socket,
-    parent_sentinel,
     reply,
     report_startup_failure,
-    send_ready,
     serve_requests,
 )
 
@@ -418,7 +415,7 @@ def main(config: dict) -> None:
     except JetError as exc:
         report_startup_failure(cfg.endpoints["supervisor"], NAME, exc)
         return
-    context = zmq.Context()
+    host = ActorHost(cfg)
     to_log = events = None
     recovered = {
         "end_lsn": 0,
@@ -431,29 +428,14 @@ def main(config: dict) -> None:
         recovered.update(end_lsn=storage.log.end_lsn, generation=storage.log.current_generation)
         storage.log.close()
         storage.log = ShippingLog(recovered["end_lsn"], recovered["generation"])
-        to_log = make_socket(context, zmq.PUSH, connect=cfg.endpoints["log_append"])
-        events = make_socket(context, zmq.PULL, bind=cfg.endpoints["log_events"])
-    router = make_socket(context, zmq.ROUTER, bind=cfg.endpoints["buffer_manager"])
+        to_log = host.socket(zmq.PUSH, connect=cfg.endpoints["log_append"], watch=False)
+        events = host.socket(zmq.PULL, bind=cfg.endpoints["log_events"], watch=True)
+    router = host.socket(zmq.ROUTER, bind=cfg.endpoints["buffer_manager"], watch=True)
     manager = BufferManager(storage, router, to_log)
-    heartbeat = Heartbeat(
-        context, cfg.endpoints["supervisor"], NAME, lambda: {"commits": storage.commit_seq}
-    )
-    heartbeat.start()
-    poller = zmq.Poller()
-    poller.register(router, zmq.POLLIN)
-    if events is not None:
-        poller.register(events, zmq.POLLIN)
-    sentinel = parent_sentinel()
-    if sentinel is not None:
-        poller.register(sentinel, zmq.POLLIN)
-    send_ready(context, cfg.endpoints["supervisor"], NAME, recovered)
+    host.start(lambda: {"commits": storage.commit_seq}, recovered)
     try:
-        while True:
-            timeout = 5 if manager.checkpoint is not None else 200
-            ready = dict(poller.poll(timeout))
-            if sentinel in ready:
-                break  # the supervisor is gone: stop as a crash would; reopening recovers
-            heartbeat.busy()
+        while (ready := host.wait(5 if manager.checkpoint is not None else 200)) is not None:
+            host.heartbeat.busy()
             if events is not None and events in ready:
                 for frame in drain(events, MAX_EVENTS_PER_TURN):
                     manager.on_log_event(frame)
@@ -468,12 +450,8 @@ def main(config: dict) -> None:
                 manager.maybe_checkpoint()
                 manager.expire_transactions()
                 storage.pager.evict()
-            heartbeat.idle()
+            host.heartbeat.idle()
     finally:
-        heartbeat.stop()
         manager.writer.shutdown(wait=True)
         storage._close_files()
-        for sock in (router, to_log, events):
-            if sock is not None:
-                sock.close()
-        context.term()
+        host.close()

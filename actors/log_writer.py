@@ -20,15 +20,12 @@ from jetstore.protocol import codec, schema
 
 from .runtime import (
     DEFERRED,
-    Heartbeat,
+    ActorHost,
     Request,
     actor_setup,
     drain,
-    make_socket,
-    parent_sentinel,
     reply,
     report_startup_failure,
-    send_ready,
     serve_requests,
 )
 
@@ -51,45 +48,29 @@ def main(config: dict) -> None:
     except JetError as exc:
         report_startup_failure(cfg.endpoints["supervisor"], NAME, exc)
         return
-    context = zmq.Context()
+    host = ActorHost(cfg)
     keeper = LogKeeper(stream, options["checkpoint_lsn"])
-    appends = make_socket(context, zmq.PULL, bind=cfg.endpoints["log_append"])
-    events = make_socket(context, zmq.PUSH, connect=cfg.endpoints["log_events"])
-    control = make_socket(context, zmq.ROUTER, bind=cfg.endpoints["log_control"])
-    heartbeat = Heartbeat(context, cfg.endpoints["supervisor"], NAME, keeper.status)
-    heartbeat.start()
-    poller = zmq.Poller()
-    poller.register(appends, zmq.POLLIN)
-    poller.register(control, zmq.POLLIN)
-    sentinel = parent_sentinel()
-    if sentinel is not None:
-        poller.register(sentinel, zmq.POLLIN)
-    send_ready(context, cfg.endpoints["supervisor"], NAME, keeper.status())
+    appends = host.socket(zmq.PULL, bind=cfg.endpoints["log_append"], watch=True)
+    events = host.socket(zmq.PUSH, connect=cfg.endpoints["log_events"], watch=False)
+    control = host.socket(zmq.ROUTER, bind=cfg.endpoints["log_control"], watch=True)
+    host.start(keeper.status, keeper.status())
     stopping: list = []
     handlers = control_handlers(keeper, stopping)
-    running = True
     try:
-        while running:
-            ready = dict(poller.poll(1000))
-            if sentinel in ready:
-                break  # whoever started us is gone; the next open recovers
-            heartbeat.busy()
+        while not stopping and (ready := host.wait(1000)) is not None:
+            host.heartbeat.busy()
             if appends in ready:
                 write_batches(appends, events, keeper)
             if control in ready:
                 serve_requests(control, schema.LOG_CONTROL, handlers, NAME)
-                running = not stopping
-            heartbeat.idle()
+            host.heartbeat.idle()
         if stopping:
             stream.sync()
             stream.close()
             reply(control, stopping[0], {"durable_lsn": stream.durable_lsn})
     finally:
-        heartbeat.stop()
         stream.close()
-        for sock in (appends, events, control):
-            sock.close()
-        context.term()
+        host.close()
 
 
 def write_batches(appends: zmq.Socket, events: zmq.Socket, keeper: LogKeeper) -> None:

@@ -205,6 +205,53 @@ class Heartbeat(threading.Thread):
         self.busy_since = None
 
 
+class ActorHost:
+    """What every actor's main does around its own work: one ZeroMQ context and the
+    sockets made from it, the poller that also watches the parent process, the
+    heartbeat, the ready message, and an orderly end (heartbeat stopped before its
+    context terminates, every socket closed with a bounded linger)."""
+
+    def __init__(self, cfg: ActorConfig) -> None:
+        self.cfg = cfg
+        self.context = zmq.Context()
+        self.sockets: list[zmq.Socket] = []
+        self.poller = zmq.Poller()
+        self.sentinel = parent_sentinel()
+        if self.sentinel is not None:
+            self.poller.register(self.sentinel, zmq.POLLIN)
+        self.heartbeat: Heartbeat | None = None
+
+    def socket(
+        self, kind: int, *, bind: str | None = None, connect: str | None = None, watch: bool
+    ) -> zmq.Socket:
+        """A socket closed with the host; ``watch``: ``wait`` reports it when readable."""
+        sock = make_socket(self.context, kind, bind=bind, connect=connect)
+        self.sockets.append(sock)
+        if watch:
+            self.poller.register(sock, zmq.POLLIN)
+        return sock
+
+    def start(self, info: Callable[[], dict], ready: dict) -> None:
+        """Start the heartbeat (``info`` fills it) and tell the supervisor we are ready."""
+        endpoint = self.cfg.endpoints["supervisor"]
+        self.heartbeat = Heartbeat(self.context, endpoint, self.cfg.name, info)
+        self.heartbeat.start()
+        send_ready(self.context, endpoint, self.cfg.name, ready)
+
+    def wait(self, timeout_ms: int) -> dict | None:
+        """The watched sockets readable within ``timeout_ms``; None once the process that
+        started us is gone (stop as a crash would: the next open recovers)."""
+        ready = dict(self.poller.poll(timeout_ms))
+        return None if self.sentinel in ready else ready
+
+    def close(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        for sock in self.sockets:
+            sock.close()
+        self.context.term()
+
+
 def send_ready(context: zmq.Context, endpoint: str, actor: str, info: dict) -> None:
     sock = make_socket(context, zmq.PUSH, connect=endpoint)
     try:
