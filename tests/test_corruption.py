@@ -29,7 +29,7 @@ from jetstore.engine.log_format import (
 )
 from jetstore.engine.storage import DB_FILE, LOG_DIR, Storage
 from jetstore.tools import corrupt
-from jetstore.tools.corrupt import DETECTED, HARMLESS, TARGETS, VIOLATION, make_flip
+from jetstore.tools.corrupt import DETECTED, HARMLESS, TARGETS, VIOLATION, flip_bit, make_flip
 
 CAMPAIGN_TRIALS = 150
 CAMPAIGN_SEED = 20_250_611
@@ -60,14 +60,6 @@ def copy_tree(fx, tree: str, dest) -> str:
     source = fx.backup if tree == "backup" else fx.instances[tree].path
     shutil.copytree(source, dest)
     return str(dest)
-
-
-def flip_bit(path, offset: int, bit: int = 0) -> None:
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        byte = f.read(1)[0]
-        f.seek(offset)
-        f.write(bytes([byte ^ (1 << bit)]))
 
 
 def page_offset(fx, pgno: int, within: int = 100) -> int:

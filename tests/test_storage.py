@@ -13,6 +13,7 @@ from jetstore.engine.integrity import check_checkpoint
 from jetstore.engine.meta_format import DB_CLEAN, DB_DIRTY
 from jetstore.engine.pager import used_pages
 from jetstore.engine.storage import DB_FILE, LOG_DIR, Storage, read_meta
+from jetstore.tools.corrupt import flip_bit
 
 SMALL = {"page_size": 4096, "log_file_size": 64 << 10, "cache_size": 1 << 20}
 
@@ -280,14 +281,6 @@ class _RawFile:
 
     def pread(self, size: int, offset: int) -> bytes:
         return os.pread(self.f.fileno(), size, offset)
-
-
-def flip_bit(path, offset: int, bit: int = 0) -> None:
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        byte = f.read(1)[0]
-        f.seek(offset)
-        f.write(bytes([byte ^ (1 << bit)]))
 
 
 def _data_page_of(tmp_path) -> int:

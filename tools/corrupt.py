@@ -600,12 +600,16 @@ class Flip:
     area: str  # what the byte is, in the pristine layout
 
     def apply(self, directory: str) -> None:
-        path = os.path.join(directory, self.file)
-        with open(path, "r+b") as f:
-            f.seek(self.offset)
-            byte = f.read(1)[0]
-            f.seek(self.offset)
-            f.write(bytes([byte ^ (1 << self.bit)]))
+        flip_bit(os.path.join(directory, self.file), self.offset, self.bit)
+
+
+def flip_bit(path: str | os.PathLike, offset: int, bit: int = 0) -> None:
+    """Invert one bit of the byte at ``offset`` in ``path``, in place."""
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([byte ^ (1 << bit)]))
 
 
 def _log_area(gen: Generation, offset: int, *, last: bool) -> str:
