@@ -33,7 +33,7 @@ from jetstore.engine.fileio import DEFAULT_ENV
 from jetstore.engine.log_format import RECORDS_START, lsn_gen, make_lsn
 from jetstore.engine.meta_format import Meta
 from jetstore.engine.storage import DB_FILE, LOG_DIR
-from jetstore.protocol import codec, schema
+from jetstore.protocol import schema
 
 from .runtime import (
     DEFERRED,
@@ -42,7 +42,7 @@ from .runtime import (
     ActorHost,
     Request,
     actor_setup,
-    reply,
+    deliver,
     serve_requests,
 )
 
@@ -191,19 +191,7 @@ class BackupWorker:
                 request, kind, body = self.outbox.get_nowait()
             except queue.Empty:
                 return
-            if kind == "progress":
-                frame = codec.encode(request.request_id, "progress", body)
-                try:
-                    self.router.send_multipart([request.identity, frame], zmq.NOBLOCK)
-                except zmq.ZMQError:
-                    pass
-            else:
-                reply(
-                    self.router,
-                    request,
-                    body if kind == "ok" else None,
-                    error=body if kind == "error" else None,
-                )
+            deliver(self.router, request, kind, body)
 
     # -- the backup thread -----------------------------------------------------------
     def report(self, run: Run, progress: Progress) -> None:

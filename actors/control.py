@@ -31,7 +31,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from jetstore.engine.errors import JetError
 from jetstore.protocol import codec, schema
 
-from .runtime import DEFERRED, RUN_DIR, Request, log, make_socket, reply, serve_requests
+from .runtime import DEFERRED, RUN_DIR, Request, deliver, log, make_socket, serve_requests
 
 # Operators send small messages: a bigger one gets an error reply; past the transport
 # limit (codec.MAX_FRAME, MAXMSGSIZE) ZeroMQ drops the connection without reading it.
@@ -123,10 +123,7 @@ class ControlServer(threading.Thread):
                 authenticator.configure_curve_callback(
                     domain="*", credentials_provider=AllowList(curve_paths(self.instance.path)[1])
                 )
-                tcp = context.socket(zmq.ROUTER)
-                tcp.setsockopt(zmq.LINGER, 1000)
-                tcp.setsockopt(zmq.MAXMSGSIZE, codec.MAX_FRAME)
-                tcp.setsockopt(zmq.ROUTER_MANDATORY, 1)
+                tcp = make_socket(context, zmq.ROUTER)  # bound once the CURVE keys are set
                 tcp.curve_server = True
                 tcp.curve_publickey, tcp.curve_secretkey = self.server_public, self.server_secret
                 tcp.bind(self.tcp_endpoint)
@@ -183,21 +180,7 @@ class ControlServer(threading.Thread):
                 sock, request, kind, body = self.outbox.get_nowait()
             except queue.Empty:
                 return
-            if kind == "progress":
-                try:
-                    sock.send_multipart(
-                        [request.identity, codec.encode(request.request_id, "progress", body)],
-                        zmq.NOBLOCK,
-                    )
-                except zmq.ZMQError:
-                    pass  # a client that went away or stopped reading: the backup goes on
-            else:
-                reply(
-                    sock,
-                    request,
-                    body if kind == "ok" else None,
-                    error=body if kind == "error" else None,
-                )
+            deliver(sock, request, kind, body)  # a vanished client: the backup goes on
 
     def _sample_commits(self) -> None:
         """Commit counter samples for commits/s (from the buffer manager's heartbeats)."""

@@ -313,8 +313,23 @@ def reply(
         if error is not None
         else codec.encode(request.request_id, codec.REPLY_OK, result)
     )
+    _send(sock, request.identity, frame)
+
+
+def deliver(sock: zmq.Socket, request: Request, kind: str, body: Any) -> None:
+    """Send what a background task handed back for ``request``: a "progress" message, or
+    its final reply - "ok" with a result, "error" with a JetError."""
+    if kind == "progress":
+        _send(sock, request.identity, codec.encode(request.request_id, "progress", body))
+    elif kind == "error":
+        reply(sock, request, error=body)
+    else:
+        reply(sock, request, body)
+
+
+def _send(sock: zmq.Socket, identity: bytes, frame: bytes) -> None:
     try:
-        sock.send(request.identity, _NOBLOCK_MORE)
+        sock.send(identity, _NOBLOCK_MORE)
         sock.send(frame, _NOBLOCK)
     except zmq.ZMQError:
         pass  # the client is gone or not reading; it never blocks the actor
