@@ -18,8 +18,10 @@ backup destination must resolve, symlinks included, inside a ``--backup-root``.
 
 from __future__ import annotations
 
+import glob
 import os
 import queue
+import struct
 import threading
 import time
 
@@ -27,8 +29,10 @@ import psutil
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
 
 from jetstore.engine.errors import JetError
+from jetstore.engine.fileio import io_error
 from jetstore.protocol import codec, schema
 
 from .runtime import DEFERRED, RUN_DIR, Request, deliver, log, make_socket, serve_requests
@@ -50,10 +54,52 @@ class AllowList:
 
     def callback(self, domain: str, client_key: bytes) -> bool:
         try:
-            return client_key in zmq.auth.load_certificates(self.directory)
-        except (OSError, ValueError) as exc:  # a missing directory or a malformed key file
+            if not os.path.isdir(self.directory):
+                raise JetError("JET_errInvalidPath", f"{self.directory} is not a directory")
+            allowed = {
+                load_curve_key(name, "allowed client key")[0]
+                for name in glob.glob(os.path.join(self.directory, "*.key"))
+            }
+        except JetError as exc:  # an exception here would kill the authenticator thread
             log.error("CURVE allow-list %s unreadable, refusing: %s", self.directory, exc)
             return False
+        return client_key in allowed
+
+
+def _is_z85_key(text: bytes | None) -> bool:
+    try:
+        return text is not None and len(text) == 40 and len(z85.decode(text)) == 32
+    except (KeyError, ValueError, struct.error):  # a byte outside z85, or a group past 2**32
+        return False
+
+
+def load_curve_key(path: str, what: str, *, secret: bool = False) -> tuple[bytes, bytes | None]:
+    """(public, secret) z85 keys from a zmq certificate file, or a JetError naming the
+    file: zmq.auth reports a missing or damaged file with bare OSError, ValueError or
+    IndexError, and a key that is not 40 z85 characters only fails later, in libzmq."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise JetError("JET_errFileNotFound", f"{what} {path}: no such file")
+    if os.path.isdir(path):
+        raise JetError("JET_errInvalidPath", f"{what} {path} is a directory, not a key file")
+    try:
+        public, secret_key = zmq.auth.load_certificate(path)
+    except OSError as exc:
+        raise io_error(exc, f"{what} {path}") from exc
+    except (ValueError, IndexError) as exc:  # IndexError: a "public-key" line with no "="
+        raise JetError("JET_errInvalidParameter", f"{what} {path} is not a CURVE key file") from exc
+    if not _is_z85_key(public):
+        raise JetError("JET_errInvalidParameter", f"{what} {path}: damaged public key")
+    if secret:
+        if not secret_key:
+            raise JetError("JET_errInvalidParameter", f"{what} {path} holds no secret key")
+        # Any 32 bytes make a secret key: only its public half shows damage.
+        if not _is_z85_key(secret_key) or zmq.curve_public(secret_key) != public:
+            raise JetError(
+                "JET_errInvalidParameter",
+                f"{what} {path}: the secret key does not match the public key",
+            )
+    return public, secret_key
 
 
 def curve_paths(path: str) -> tuple[str, str]:
@@ -65,16 +111,30 @@ def curve_paths(path: str) -> tuple[str, str]:
 def ensure_server_keys(path: str) -> tuple[bytes, bytes]:
     """The server key pair, generated once with mode 0600 (zmq.auth does not chmod)."""
     keys, clients = curve_paths(path)
-    os.makedirs(clients, mode=0o700, exist_ok=True)
+    for directory in (keys, clients):
+        if os.path.lexists(directory) and not os.path.isdir(directory):
+            raise JetError(
+                "JET_errInvalidPath", f"CURVE key directory {directory} is not a directory"
+            )
     secret_file = os.path.join(keys, SERVER_KEY_NAME + ".key_secret")
-    if not os.path.exists(secret_file):
-        old_umask = os.umask(0o077)
-        try:
-            zmq.auth.create_certificates(keys, SERVER_KEY_NAME)
-        finally:
-            os.umask(old_umask)
-    os.chmod(secret_file, 0o600)
-    return zmq.auth.load_certificate(secret_file)
+    try:
+        os.makedirs(clients, mode=0o700, exist_ok=True)
+        if not os.path.exists(secret_file):
+            old_umask = os.umask(0o077)
+            try:
+                zmq.auth.create_certificates(keys, SERVER_KEY_NAME)
+            finally:
+                os.umask(old_umask)
+        os.chmod(secret_file, 0o600)
+    except OSError as exc:
+        raise io_error(exc, f"CURVE server keys in {keys}") from exc
+    try:
+        return load_curve_key(secret_file, "CURVE server key", secret=True)
+    except JetError as exc:
+        # Never regenerated in place: clients hold the old public key.
+        raise JetError(
+            exc.err, f"{exc.message} (delete it to generate a new server key pair)"
+        ) from exc
 
 
 class ControlServer(threading.Thread):

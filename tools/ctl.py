@@ -21,9 +21,9 @@ import sys
 import time
 
 import zmq
-import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
 
+from jetstore.actors.control import load_curve_key
 from jetstore.actors.runtime import instance_running, read_endpoints
 from jetstore.engine.errors import JetError
 from jetstore.protocol import codec
@@ -60,19 +60,28 @@ class ControlClient:
         server_key: str | None = None,
         client_key: str | None = None,
     ) -> None:
+        curve = None
+        if endpoint.startswith("tcp://"):
+            if not (server_key and client_key):
+                raise CtlFailure(EXIT_USAGE, "tcp needs --curve-server-key and --curve-client-key")
+            try:
+                curve = (
+                    load_curve_key(server_key, "--curve-server-key")[0],
+                    *load_curve_key(client_key, "--curve-client-key", secret=True),
+                )
+            except JetError as exc:  # a key file given on the command line: bad usage
+                raise CtlFailure(EXIT_USAGE, str(exc)) from exc
         self.context = zmq.Context()
         self.sock = self.context.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.timeout = timeout
         self.monitor = None
-        if endpoint.startswith("tcp://"):
-            if not (server_key and client_key):
-                raise CtlFailure(EXIT_USAGE, "tcp needs --curve-server-key and --curve-client-key")
-            self.sock.curve_serverkey = zmq.auth.load_certificate(server_key)[0]
-            public, secret = zmq.auth.load_certificate(client_key)
-            if secret is None:
-                raise CtlFailure(EXIT_USAGE, f"{client_key} holds no secret key")
-            self.sock.curve_publickey, self.sock.curve_secretkey = public, secret
+        if curve is not None:
+            (
+                self.sock.curve_serverkey,
+                self.sock.curve_publickey,
+                self.sock.curve_secretkey,
+            ) = curve
             self.monitor = self.sock.get_monitor_socket(
                 zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
             )
