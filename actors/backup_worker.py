@@ -9,6 +9,12 @@ publish the MANIFEST last, record the backup in the meta, unpin, truncate.
 Progress events go to the client, which acknowledges each one after its
 callback returned (ESE's synchronous pfnStatus).  On any failure every file
 the backup wrote is removed, both pins are released and nothing is truncated.
+
+A backup claims its destination before writing anything (claim_format.py), so
+no other backup, of any instance, writes or cleans up there meanwhile; what it
+has written is recorded in the claim, so the next owner can undo a killed
+backup's leftovers.  The process that asked for the backup is watched: if it
+dies or the kernel holds it stopped, the backup fails and cleans up at once.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import psutil
 import zmq
 
 from jetstore.engine import backup as steps
 from jetstore.engine.backup import Progress, Throttle
+from jetstore.engine.claim_format import CLAIM_FILE, DestinationClaim, new_token
 from jetstore.engine.client import Channel
 from jetstore.engine.errors import JetError
 from jetstore.engine.events import EventLog
@@ -59,20 +67,76 @@ BACKUP_STEPS = (
     "swap-new-placed",
 )  # what a worker that dies mid-backup leaves to undo
 PEER_TIMEOUT = 120.0  # a peer that does not answer a backup step in this long is stuck
-ACK_TIMEOUT = 600.0  # a status callback that does not return in this long fails the backup
+ACK_TIMEOUT = 120.0  # a callback of a live, running caller that has not returned by then
+CALLER_CHECK_INTERVAL = 0.25  # how often the caller's process is looked at
+CALLER_STOP_GRACE = 3.0  # a caller held stopped (SIGSTOP) this long answers nothing
+
+
+class Caller:
+    """The process that asked for a backup; the backup ends if it dies or stops answering.
+
+    A status callback is synchronous (ESE's pfnStatus), so a slow callback in a live
+    process is waited for; a dead process, or one the kernel holds stopped, will never
+    acknowledge, and waiting for it would hold the destination, the pins and the
+    retained log for minutes.
+    """
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        try:
+            self.process = psutil.Process(pid) if pid is not None else None
+        except psutil.Error:
+            self.process = None
+        self.stopped_since: float | None = None
+        self.checked = 0.0
+
+    def check(self, now: float, *, force: bool = False) -> None:
+        """Raise -801 if the caller died or has been stopped for CALLER_STOP_GRACE."""
+        if self.pid is None or (not force and now - self.checked < CALLER_CHECK_INTERVAL):
+            return
+        self.checked = now
+        try:
+            alive = self.process is not None and self.process.is_running()
+            status = self.process.status() if alive else psutil.STATUS_DEAD
+        except psutil.Error:
+            status = psutil.STATUS_DEAD
+        if status in (psutil.STATUS_DEAD, psutil.STATUS_ZOMBIE):
+            raise JetError(
+                "JET_errBackupAbortByServer",
+                f"the process that asked for this backup (pid {self.pid}) died",
+            )
+        if status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP):
+            self.stopped_since = self.stopped_since or now
+            if now - self.stopped_since > CALLER_STOP_GRACE:
+                raise JetError(
+                    "JET_errBackupAbortByServer",
+                    f"the process that asked for this backup (pid {self.pid}) has been "
+                    f"stopped for {now - self.stopped_since:.1f} s",
+                )
+        else:
+            self.stopped_since = None
 
 
 @dataclass
 class Run:
-    """One backup in progress."""
+    """One backup in progress.
+
+    ``pins`` and ``written`` are what a worker started after this one died needs to
+    undo it: the pins (in the run directory's marker) and what this backup has
+    written into its destination (in the destination's claim).
+    """
 
     request: Request
     kind: str  # "full", "incremental", "truncate"
     sync_progress: bool
+    caller: Caller
+    claim: DestinationClaim | None = None
     progress: Progress | None = None
     abort: JetError | None = None
     acked: threading.Event = field(default_factory=threading.Event)
     published: bool = False  # past this point the backup succeeds whatever happens
+    pins: dict = field(default_factory=dict)  # seq (buffer manager), generation (log writer)
+    written: dict = field(default_factory=dict)  # tree, created, swapped, recorded, ...
 
 
 class BackupWorker:
@@ -86,7 +150,7 @@ class BackupWorker:
         self.events = EventLog(cfg.path)
         # Set by an abort or a shutdown: a throttled backup stops sleeping at once.
         self.wakeup = threading.Event()
-        self.throttle = Throttle(sleep=self.wakeup.wait)
+        self.throttle = Throttle(sleep=self.wakeup.wait, on_pace=copy_yields)
         self.run: Run | None = None
         self.outbox: queue.Queue = queue.Queue()  # thread -> loop: what to send to clients
         self.bm = Channel(context, cfg.endpoints["buffer_manager"], lambda: None)
@@ -109,13 +173,14 @@ class BackupWorker:
     def status(self) -> dict:
         with self.lock:
             run = self.run
+            rates = {"rate": self.throttle.rate, "min_rate": self.throttle.min_rate}
             if run is None:
-                return {"backup_in_progress": False, "rate": self.throttle.rate}
+                return {"backup_in_progress": False, **rates}
             progress = run.progress
             return {
                 "backup_in_progress": True,
                 "kind": run.kind,
-                "rate": self.throttle.rate,
+                **rates,
                 "progress": None if progress is None else vars(progress),
             }
 
@@ -138,8 +203,8 @@ class BackupWorker:
         return {"aborted": True}
 
     def set_rate(self, body: dict, request: Request) -> dict:
-        self.throttle.set_rate(body["rate"])
-        return {"rate": self.throttle.rate}
+        self.throttle.set_rate(body["rate"], body.get("min_rate"))
+        return {"rate": self.throttle.rate, "min_rate": self.throttle.min_rate}
 
     def ack(self, body: dict, request: Request):
         """The client's callback returned (or raised: ``error`` set) for the last event."""
@@ -173,9 +238,11 @@ class BackupWorker:
                 raise JetError(
                     "JET_errInvalidBackup", "no incremental backup under circular logging"
                 )
-            if dest is not None:
-                check_destination(dest, kind, atomic, create_path)
-            self.run = Run(request, kind, bool(body.get("sync_progress")))
+            claim = (
+                None if dest is None else self.claim_destination(dest, kind, atomic, create_path)
+            )
+            caller = Caller(body.get("caller_pid"))
+            self.run = Run(request, kind, bool(body.get("sync_progress")), caller, claim)
             self.wakeup.clear()
             self.throttle.restart()
         thread = threading.Thread(
@@ -183,6 +250,32 @@ class BackupWorker:
         )
         thread.start()
         return DEFERRED
+
+    def claim_destination(
+        self, dest: str, kind: str, atomic: bool, create_path: bool
+    ) -> DestinationClaim:
+        """Claim ``dest``, undo what a killed backup left there, then check it (DESIGN 6.1)."""
+        make_destination(dest, create_path)
+        # The marker names the claim before the claim file exists: a worker killed from
+        # here on leaves its successor what it needs to remove that file.
+        token = new_token()
+        self.write_marker({"kind": kind, "pins": {}, "dest": dest, "token": token})
+        try:
+            claim = DestinationClaim.take(dest, token)
+        except BaseException:
+            self.unmark()
+            raise
+        try:
+            if claim.left is not None:
+                self.events.emit("backup-claim-stale", dest=dest, pid=claim.left.get("pid"))
+                self.undo_written(dest, claim.left.get("state") or {})
+            if kind == "full" and not atomic and set(os.listdir(dest)) - {CLAIM_FILE}:
+                raise JetError("JET_errBackupDirectoryNotEmpty", f"{dest} is not empty")
+        except BaseException:
+            claim.release()
+            self.unmark()
+            raise
+        return claim
 
     # -- the loop's side of progress -----------------------------------------------
     def flush_outbox(self) -> None:
@@ -215,15 +308,23 @@ class BackupWorker:
     def _send_event(self, run: Run, progress: Progress) -> None:
         run.acked.clear()
         self.outbox.put((run.request, "progress", vars(progress)))
-        if run.sync_progress and not run.acked.wait(ACK_TIMEOUT):
-            raise JetError("JET_errCallbackFailed", f"status callback silent for {ACK_TIMEOUT} s")
+        if not run.sync_progress:
+            return
+        deadline = time.monotonic() + ACK_TIMEOUT
+        while not run.acked.wait(CALLER_CHECK_INTERVAL):
+            run.caller.check(time.monotonic(), force=True)
+            if time.monotonic() > deadline:
+                raise JetError(
+                    "JET_errCallbackFailed", f"status callback silent for {ACK_TIMEOUT} s"
+                )
 
     def check_abort(self, run: Run) -> None:
         if run.abort is not None:
             raise run.abort
+        run.caller.check(time.monotonic())
 
     def _run(self, run: Run, dest: str | None, atomic: bool) -> None:
-        run_when_idle()
+        copy_yields(False)
         started = time.monotonic()
         self.events.emit("backup-begin", kind=run.kind, dest=dest, atomic=atomic)
         try:
@@ -249,6 +350,8 @@ class BackupWorker:
             )
             self.outbox.put((run.request, "error", error))
         finally:
+            self.release_claim(run)
+            self.unmark()
             with self.lock:
                 self.run = None
 
@@ -271,22 +374,18 @@ class BackupWorker:
         work = os.path.join(dest, steps.ATOMIC_TEMP) if atomic else dest
         pinned, meta = self.pin(run)
         gen_low = lsn_gen(meta.checkpoint_lsn)
-        created = [os.path.join(work, n) for n in (DB_FILE, LOG_DIR, "MANIFEST", "MANIFEST.tmp")]
-        tree = work if atomic else None
-        floor = None
-        swapped = False
+        run.pins = {"seq": pinned["seq"]}
+        run.written = {
+            "tree": work if atomic else None,
+            "created": [
+                os.path.join(work, n) for n in (DB_FILE, LOG_DIR, "MANIFEST", "MANIFEST.tmp")
+            ],
+        }
         try:
-            self.mark(kind="full", dest=dest, tree=tree, created=created, seq=pinned["seq"])
+            self.mark(run)
             self._call(self.lw, "pin", {"generation": gen_low})
-            floor = gen_low
-            self.mark(
-                kind="full",
-                dest=dest,
-                tree=tree,
-                created=created,
-                seq=pinned["seq"],
-                generation=gen_low,
-            )
+            run.pins["generation"] = gen_low
+            self.mark(run)
             step("pinned")
             copy_mac = self.roll()
             step("rolled")
@@ -352,36 +451,21 @@ class BackupWorker:
             steps.write_manifest(self.env, work, manifest)
             step("manifest-written")
             if atomic:
-                swapped = True
-                self.mark(
-                    kind="full",
-                    dest=dest,
-                    tree=tree,
-                    created=[],
-                    seq=pinned["seq"],
-                    generation=gen_low,
-                    swapped=True,
-                )
+                run.written = {"swapped": True, "tree": work}
+                self.mark(run)
                 steps.swap_atomic(self.env, dest, step=step)
             checkpoint = self.record(False, entry, manifest)
-            self.mark(
-                kind="full",
-                dest=dest,
-                created=[],
-                seq=pinned["seq"],
-                generation=gen_low,
-                recorded=True,
-            )
-            created, tree = [], None  # recorded: from here on nothing is removed
+            # Recorded: from here on nothing is removed (an atomic swap only finishes).
+            run.written = {"swapped": atomic, "recorded": True}
+            self.mark(run)
             if atomic:
                 steps.finish_atomic(self.env, dest)
         except BaseException:
-            if swapped and tree is not None:
-                steps.undo_atomic(self.env, dest)
-            self._remove(tree, created)
+            self.undo_written(dest, run.written)
             raise
         finally:
-            self._unpin(pinned["seq"], floor)
+            self._unpin(run.pins)
+            self.release_claim(run)
             self.unmark()
         deleted = self.truncate(copy_mac, checkpoint["checkpoint_lsn"])
         total = sum(f["size"] for f in files.values())
@@ -398,6 +482,14 @@ class BackupWorker:
     def incremental(self, run: Run, dest: str) -> dict:
         self.report(run, Progress("begin", "logs", 0, 0))
         info = self._call(self.bm, "backup_info")
+        restart = info.get("log_restart")
+        if not info["last_full"] and restart:
+            raise JetError(
+                "JET_errMissingFullBackup",
+                f"{restart['reason']}: the log stream restarted at generation "
+                f"{restart['generation']}, so no incremental can continue the backup chain; "
+                "take a full backup",
+            )
         if not info["last_full"]:
             raise JetError(
                 "JET_errMissingFullBackup",
@@ -405,19 +497,18 @@ class BackupWorker:
             )
         directory, manifest = _chain_directory(dest, info)
         first = manifest["gen_high"] + 1
-        created: list[str] = []
-        floor = None
         try:
+            self.mark(run)
             self._call(self.lw, "pin", {"generation": first})
-            floor = first
-            self.mark(kind="incremental", dest=dest, created=[], generation=first)
+            run.pins = {"generation": first}
+            self.mark(run)
             copy_mac = self.roll()
             gen_high = copy_mac - 1
             roll_lsn = make_lsn(copy_mac, RECORDS_START)
             self.events.emit("roll", generation=copy_mac, gen_low=first, gen_high=gen_high)
             names = [f"{LOG_DIR}/{steps.generation_file_name(g)}" for g in range(first, copy_mac)]
-            created = [os.path.join(directory, name) for name in names]
-            self.mark(kind="incremental", dest=dest, created=created, generation=first)
+            run.written = {"created": [os.path.join(directory, name) for name in names]}
+            self.mark(run)
             logs = steps.copy_generations(
                 self.env,
                 os.path.join(self.cfg.path, LOG_DIR),
@@ -447,26 +538,19 @@ class BackupWorker:
             }
             self.check_abort(run)
             step("logs-copied")
-            self.mark(
-                kind="incremental",
-                dest=dest,
-                created=created,
-                generation=first,
-                directory=directory,
-                previous_manifest=manifest,
-            )
+            run.written.update(directory=directory, previous_manifest=manifest)
+            self.mark(run)
             steps.write_manifest(self.env, directory, updated)
             step("manifest-written")
             checkpoint = self.record(True, entry, updated)
-            created = []  # recorded: from here on nothing is removed
-            self.mark(kind="incremental", dest=dest, created=[], generation=first, recorded=True)
+            run.written = {"recorded": True}  # from here on nothing is removed
+            self.mark(run)
         except BaseException:
-            if created:
-                steps.write_manifest(self.env, directory, manifest)  # the chain as it was
-            self._remove(None, created)
+            self.undo_written(dest, run.written)
             raise
         finally:
-            self._unpin(None, floor)
+            self._unpin(run.pins)
+            self.release_claim(run)
             self.unmark()
         deleted = self.truncate(copy_mac, checkpoint["checkpoint_lsn"])
         total = sum(e["size"] for e in logs.values())
@@ -530,28 +614,44 @@ class BackupWorker:
         self.events.emit("truncate", deleted=deleted, below=below)
         return deleted
 
-    def _unpin(self, seq: int | None, generation: int | None) -> None:
+    def _unpin(self, pins: dict) -> None:
         """Release both pins, whatever happened; a failure here is only logged."""
-        for channel, kind, body in (
-            (self.bm, "unpin_checkpoint", {"seq": seq}),
-            (self.lw, "unpin", {"generation": generation}),
+        for channel, kind, field_name, body_name in (
+            (self.bm, "unpin_checkpoint", "seq", "seq"),
+            (self.lw, "unpin", "generation", "generation"),
         ):
-            if None in body.values():
+            if pins.get(field_name) is None:
                 continue
             try:
-                self._call(channel, kind, body)
+                self._call(channel, kind, {body_name: pins[field_name]})
             except JetError as exc:
                 self.events.failure("unpin-fail", exc, kind=kind)
 
-    def mark(self, **state) -> None:
-        """Record what the running backup holds and has written (atomically), so that a
-        worker started after this one died can undo it: files removed, pins released."""
+    def mark(self, run: Run) -> None:
+        """Record what the running backup holds and has written, so that whoever comes
+        next can undo it: the pins in the run directory's marker (for the worker started
+        after this one died), the files in the destination's claim (for any backup that
+        claims the destination next).  Each write is atomic and durable."""
+        if run.claim is not None:
+            run.claim.record(run.written)
+        state = {"kind": run.kind, "pins": run.pins}
+        if run.claim is not None:
+            state.update(dest=run.claim.dest, token=run.claim.token)
+        self.write_marker(state)
+
+    def write_marker(self, state: dict) -> None:
         tmp = self.marker + ".tmp"
         with open(tmp, "w") as f:
             json.dump(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.marker)
+
+    def release_claim(self, run: Run) -> None:
+        """The destination is free again; before the marker goes (it names the claim)."""
+        if run.claim is not None:
+            run.claim.release()
+            run.claim = None
 
     def unmark(self) -> None:
         try:
@@ -568,14 +668,9 @@ class BackupWorker:
             return
         except (OSError, ValueError):
             state = {}
-        if state.get("swapped") and not state.get("recorded"):
-            steps.undo_atomic(self.env, state["dest"])
-        elif state.get("swapped"):
-            steps.finish_atomic(self.env, state["dest"])
-        if state.get("previous_manifest") and not state.get("recorded"):
-            steps.write_manifest(self.env, state["directory"], state["previous_manifest"])
-        self._remove(state.get("tree"), state.get("created", []))
-        self._unpin(state.get("seq"), state.get("generation"))
+        self._unpin(state.get("pins") or {})
+        if state.get("dest"):
+            self.undo_claimed(state["dest"], state.get("token"))
         self.events.emit(
             "backup-fail",
             kind=state.get("kind"),
@@ -588,6 +683,43 @@ class BackupWorker:
         )
         self.unmark()
 
+    def undo_claimed(self, dest: str, token: str | None) -> None:
+        """Undo a dead predecessor's files - only if its claim is still the one in DEST:
+        a backup that has claimed DEST since undid them itself and owns what is there."""
+        try:
+            claim = DestinationClaim.take(dest)
+        except JetError as exc:
+            self.events.failure("backup-undo-skipped", exc, dest=dest)
+            return
+        try:
+            written = claim.holds(token)
+            if written is not None:
+                self.undo_written(dest, written)
+        finally:
+            claim.release()
+
+    def undo_written(self, dest: str, written: dict) -> None:
+        """Undo what a failed backup wrote into ``dest``; never raises (the error that
+        failed the backup is the one reported, a failed cleanup is an event).
+
+        Deletes come first, so the undo works on a full disk; the one write - the chain's
+        previous MANIFEST, for an incremental that replaced it - comes last.
+        """
+        try:
+            if written.get("recorded"):
+                if written.get("swapped"):
+                    steps.finish_atomic(self.env, dest)
+                return
+            self._remove(written.get("tree"), written.get("created", []))
+            if written.get("swapped"):
+                steps.undo_atomic(self.env, dest)
+            previous = written.get("previous_manifest")
+            if previous and steps.read_manifest(written["directory"]) != previous:
+                steps.write_manifest(self.env, written["directory"], previous)
+        except Exception as exc:  # noqa: BLE001 - reported as an event, see above
+            error = exc if isinstance(exc, JetError) else JetError("JET_errDiskIO", repr(exc))
+            self.events.failure("backup-cleanup-fail", error, dest=dest)
+
     def _remove(self, tree: str | None, paths: list[str]) -> None:
         """Remove every file this backup wrote (leftovers of a failure never look like a backup)."""
         if tree is not None:
@@ -599,8 +731,8 @@ class BackupWorker:
                 os.unlink(path)
 
 
-def check_destination(dest: str, kind: str, atomic: bool, create_path: bool) -> None:
-    """DESIGN 6.1 destination rules: JET_errInvalidPath, JET_errBackupDirectoryNotEmpty."""
+def make_destination(dest: str, create_path: bool) -> None:
+    """DESIGN 6.1: the destination is a directory (JET_errInvalidPath), created on request."""
     if not os.path.isdir(dest):
         if os.path.exists(dest) or not create_path:
             raise JetError(
@@ -612,8 +744,6 @@ def check_destination(dest: str, kind: str, atomic: bool, create_path: bool) -> 
             os.makedirs(dest)
         except OSError as exc:
             raise JetError("JET_errInvalidPath", f"cannot create {dest}: {exc.strerror}") from None
-    if kind == "full" and not atomic and os.listdir(dest):
-        raise JetError("JET_errBackupDirectoryNotEmpty", f"{dest} is not empty")
 
 
 def _chain_directory(dest: str, info: dict) -> tuple[str, dict]:
@@ -643,17 +773,21 @@ def _chain_directory(dest: str, info: dict) -> tuple[str, dict]:
 BACKUP_NICENESS = 10  # the worker's loop and heartbeat yield the CPU to commits
 
 
-def run_when_idle() -> None:
-    """Put the calling thread - the one copying a backup - in SCHED_IDLE (Linux).
+def copy_yields(behind: bool) -> None:
+    """The calling thread - the one copying a backup - yields the CPU to commits, unless
+    the copy has fallen behind its floor rate (Throttle.min_rate).
 
-    Niceness alone is not enough: a commit waking on a core that runs the copy may wait
-    out the copy's time slice, which showed as a steady 25-30% loss of commit throughput
-    during a backup on two cores.  A SCHED_IDLE thread is preempted at once by any other
-    and still takes every idle cycle, so an unloaded machine backs up at full speed.
+    Yielding is SCHED_IDLE (Linux): niceness alone let a commit waking on the core that
+    runs the copy wait out the copy's time slice (a steady 25-30% loss of commit
+    throughput on two cores), while a SCHED_IDLE thread is preempted at once and still
+    takes every idle cycle.  But on a machine whose cores are all busy it gets almost no
+    CPU - and holding the GIL meanwhile, it stalls the worker's loop too - so behind the
+    floor it runs as an ordinary thread at the worker's niceness until it catches up.
     """
     if hasattr(os, "SCHED_IDLE"):
+        policy = os.SCHED_OTHER if behind else os.SCHED_IDLE
         try:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            os.sched_setscheduler(0, policy, os.sched_param(0))
         except OSError:
             pass  # a sandbox may forbid it; the copy then runs at the worker's niceness
 

@@ -27,6 +27,10 @@ from jetstore.engine.fileio import DEFAULT_ENV
 from jetstore.engine.log_format import RECORDS_START, make_lsn
 from jetstore.engine.meta_format import DB_CLEAN, BackupRecord, Meta
 from jetstore.engine.storage import Storage
+from jetstore.engine.writeset import (
+    entry_size,
+    write_set_size,
+)
 from jetstore.protocol import codec, schema
 
 from .runtime import (
@@ -194,13 +198,39 @@ class BufferManager:
         txn = body.get("txn")
         begin_seq = body.get("begin_seq")
         try:
+            self._make_room_in_batch(writes)
             return self.logged(
                 request, self.storage.commit, writes, begin_seq, lazy=bool(body.get("lazy"))
             )
         finally:
             self._end_txn(txn)
 
+    def _make_room_in_batch(self, writes: dict) -> None:
+        """Ship the queued redo first if this commit's record would take the next batch
+        past one frame: the log writer's MAXMSGSIZE would drop that batch unanswered,
+        and every commit in it would wait forever.
+
+        A client keeps each write set within its own frame (so one record always
+        fits) - the only defence against an oversized commit request, which ZeroMQ
+        drops with the connection before this actor could answer it.
+        """
+        if self.log is None or not self.log.queue:
+            return
+        queued = sum(map(len, self.log.queue))
+        if queued + write_set_size(writes) <= codec.MAX_FRAME - codec.FRAME_HEADROOM:
+            return
+        self.ship()
+        if self.log.queue:
+            raise JetError(
+                "JET_errVersionStoreOutOfMemory",
+                f"commit: {MAX_INFLIGHT_BATCHES} log batches are in flight and the next"
+                " is full; retry once they are durable",
+            )
+
     def scan(self, body: dict, request: Request) -> dict:
+        """One chunk of a scan: at most ``limit`` entries and SCAN_CHUNK_BYTES of keys and
+        values - or one entry, if that alone is bigger - so a reply stays far below
+        MAX_FRAME however big the values are."""
         limit = min(body.get("limit") or SCAN_CHUNK_ITEMS, SCAN_CHUNK_ITEMS)
         after = body.get("after")
         start = after if after is not None else body.get("start")
@@ -208,9 +238,11 @@ class BufferManager:
         for key, value in self.storage.scan(body["table"], start, body.get("end")):
             if key == after:
                 continue
+            size += entry_size(key, value)
+            if items and size > SCAN_CHUNK_BYTES:
+                return {"items": items, "more": True}
             items.append([key, value])
-            size += len(key) + len(value)
-            if len(items) >= limit or size >= SCAN_CHUNK_BYTES:
+            if len(items) >= limit:
                 return {"items": items, "more": True}
         return {"items": items, "more": False}
 
@@ -291,6 +323,9 @@ class BufferManager:
             "last_incremental": _backup_record(incremental),
             "db_signature": self.storage.meta.db_signature,
             "log_signature": self.storage.meta.log_signature,
+            # Why the history is empty when this open broke the chain (Storage._restart_log):
+            # {"generation": where the new log stream starts, "reason": ...} or None.
+            "log_restart": self.storage.log_restart,
         }
 
     def log_rolled(self, body: dict, request: Request) -> None:

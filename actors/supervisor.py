@@ -6,9 +6,13 @@ recovery and reports where the log ends), then the log writer at that end,
 then the backup worker; the instance is usable once all three said ready.
 
 Watch (a thread): each actor's sentinel wakes the watcher the moment the
-process exits; heartbeats arrive every 100 ms.  Silence for ``hang_timeout``
-(a frozen process) or one piece of work running longer than ``busy_timeout``
-(a stuck loop) counts as death: the actor is killed.  The death of the log
+process exits; heartbeats arrive every 100 ms.  Silence for ``hang_timeout`` from a
+process the kernel holds stopped (SIGSTOP, a debugger), silence for
+``starved_timeout`` from one that is runnable, or one piece of work running
+longer than ``busy_timeout`` (a stuck loop) counts as death: the actor is
+killed.  A runnable process that is silent is starved, not dead: on a machine
+whose cores are all busy a heartbeat may wait seconds for the CPU (or for the
+GIL held by a low-priority thread), and killing it would fail healthy work.  The death of the log
 writer or the buffer manager makes the instance unavailable - every pending
 and later call fails with JET_errInstanceUnavailable - and the other actors
 are stopped.  A dead backup worker is restarted, with backoff, at most
@@ -37,6 +41,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import multiprocess
+import psutil
 import zmq
 
 from jetstore.engine.client import Channel
@@ -61,7 +66,9 @@ from .runtime import (
 log = logging.getLogger("jetstore.supervisor")
 
 START_TIMEOUT = 600.0  # recovery of a long log may take minutes; death is noticed at once
-HANG_TIMEOUT = 1.0  # no heartbeat for this long: the process is frozen
+HANG_TIMEOUT = 1.0  # no heartbeat for this long from a stopped process: it is frozen
+STARVED_TIMEOUT = 60.0  # no heartbeat for this long even from a runnable process: stuck
+FAILURE_REPORT_GRACE = 1.0  # how long an actor's startup failure may trail its exit
 BUSY_TIMEOUT = 120.0  # one request or batch taking this long: the loop is stuck
 STOP_TIMEOUT = 30.0
 MAX_RESTARTS = 5
@@ -74,6 +81,22 @@ ACTOR_MAINS = {
     "backup_worker": backup_worker.main,
 }
 ESSENTIAL = ("buffer_manager", "log_writer")
+
+
+def process_is_stopped(pid: int) -> bool:
+    """Whether the kernel holds ``pid`` stopped (or it is gone): silence then is no starving."""
+    try:
+        return psutil.Process(pid).status() in STOPPED_STATES
+    except psutil.Error:
+        return True
+
+
+STOPPED_STATES = (
+    psutil.STATUS_STOPPED,
+    psutil.STATUS_TRACING_STOP,
+    psutil.STATUS_ZOMBIE,
+    psutil.STATUS_DEAD,
+)
 
 
 def process_context():
@@ -118,6 +141,8 @@ class Supervisor:
         clock: Callable[[], float] = time.monotonic,
         hang_timeout: float = HANG_TIMEOUT,
         busy_timeout: float = BUSY_TIMEOUT,
+        starved_timeout: float = STARVED_TIMEOUT,
+        is_stopped: Callable[[int], bool] | None = None,
     ) -> None:
         self.path = os.path.abspath(path)
         self.storage_options = storage_options
@@ -125,6 +150,8 @@ class Supervisor:
         self.clock = clock
         self.hang_timeout = hang_timeout
         self.busy_timeout = busy_timeout
+        self.starved_timeout = starved_timeout
+        self.is_stopped = is_stopped or process_is_stopped
         self.actors: dict[str, ActorState] = {}
         self.failure: JetError | None = None
         self.stopping = False
@@ -231,7 +258,12 @@ class Supervisor:
                 if state.ready is not None:
                     return state.ready
             if state.process.sentinel in ready:
-                self._receive()
+                # The actor's failure message left before it exited (its context waits
+                # out the linger), but may still be in our I/O thread: give it a moment.
+                late = time.monotonic() + FAILURE_REPORT_GRACE
+                while state.startup_error is None and time.monotonic() < late:
+                    if self.inbox.poll(50):
+                        self._receive()
                 if state.startup_error is not None:
                     raise state.startup_error
                 state.process.join(1)
@@ -305,7 +337,9 @@ class Supervisor:
                     continue
                 if state in dead or not state.alive:
                     self._lost(state, f"exited with code {state.process.exitcode}")
-                elif now - state.last_heartbeat > self.hang_timeout:
+                elif now - state.last_heartbeat > self.hang_timeout and (
+                    now - state.last_heartbeat > self.starved_timeout or self.is_stopped(state.pid)
+                ):
                     self._lost(state, f"sent no heartbeat for {now - state.last_heartbeat:.1f} s")
                 elif state.busy_s > self.busy_timeout:
                     self._lost(state, f"has been busy with one request for {state.busy_s:.0f} s")

@@ -105,6 +105,7 @@ class _Attached:
             "atomic": atomic,
             "create_path": bool(getattr(self, "options", {}).get("create_path_if_not_exist")),
             "sync_progress": status is not None,
+            "caller_pid": os.getpid(),
         }
         raised: list[BaseException] = []
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import crc32c
 
-from . import manifest_format
+from . import manifest_format, restore_marker
 from .errors import JetError
 from .fileio import DEFAULT_ENV, Env, File
 from .log import LogReader, list_generations
@@ -48,28 +48,62 @@ class Progress:
     file: str | None = None
 
 
+MIN_BACKUP_RATE = 32 << 20  # bytes/s a backup keeps up however busy the machine (0: none)
+
+
 class Throttle:
-    """Limits bytes per second; the rate may change while a backup runs (0: unlimited)."""
+    """Paces a backup's copy between a ceiling and a floor, both in bytes per second.
 
-    def __init__(self, rate: int = 0, clock=time.monotonic, sleep=time.sleep) -> None:
-        self.clock, self.sleep = clock, sleep
-        self.set_rate(rate)
+    ``rate`` (0: unlimited) caps the copy; it may change while a backup runs.
+    ``min_rate`` is the floor of a copy that yields to other work: ``on_pace`` is told
+    whenever the copy falls behind it (True) or catches up again (False), so the
+    copier can stop yielding while behind - a backup under a saturating load still
+    ends in a bounded time, and the log it retains stays bounded.
+    """
 
-    def set_rate(self, rate: int) -> None:
-        if type(rate) is not int or rate < 0:
-            raise JetError("JET_errInvalidParameter", f"backup rate {rate!r} must be an int >= 0")
+    def __init__(
+        self,
+        rate: int = 0,
+        clock=time.monotonic,
+        sleep=time.sleep,
+        *,
+        min_rate: int = MIN_BACKUP_RATE,
+        on_pace: Callable[[bool], None] = lambda behind: None,
+    ) -> None:
+        self.clock, self.sleep, self.on_pace = clock, sleep, on_pace
+        self.behind = False
+        self.set_rate(rate, min_rate)
+
+    def set_rate(self, rate: int, min_rate: int | None = None) -> None:
+        for name, value in (("rate", rate), ("min_rate", min_rate)):
+            if value is not None and (type(value) is not int or value < 0):
+                raise JetError(
+                    "JET_errInvalidParameter", f"backup {name} {value!r} must be an int >= 0"
+                )
+        if min_rate is not None:
+            self.min_rate = min_rate
         self.rate, self.started, self.sent = rate, self.clock(), 0
 
     def restart(self) -> None:
         """A new backup begins: time it from now (idle time earns no unthrottled burst)."""
         self.started, self.sent = self.clock(), 0
+        self._pace(False)
 
     def consume(self, size: int) -> None:
         self.sent += size
+        elapsed = self.clock() - self.started
         if self.rate:
-            ahead = self.sent / self.rate - (self.clock() - self.started)
+            ahead = self.sent / self.rate - elapsed
             if ahead > 0:
                 self.sleep(ahead)
+                return
+        floor = min(self.min_rate, self.rate) if self.rate else self.min_rate
+        self._pace(floor > 0 and self.sent < floor * elapsed)
+
+    def _pace(self, behind: bool) -> None:
+        if behind != self.behind:
+            self.behind = behind
+            self.on_pace(behind)
 
 
 Report = Callable[[Progress], None]
@@ -471,25 +505,32 @@ def restore(
     backup_dir, dest_dir, *, log_dir=None, status: Report | None = None, env: Env = DEFAULT_ENV
 ) -> dict:
     """JetRestore: verify the backup, copy it into ``dest_dir``, roll forward through the
-    contiguous generations of ``log_dir`` after the backup's last, replay, finish clean."""
+    contiguous generations of ``log_dir`` after the backup's last, replay, finish clean.
+
+    The destination is marked (restore_marker.py) before anything is copied into it and
+    unmarked last, so a restore killed at any point leaves a directory that refuses to
+    open; running the same restore again starts it over and completes it.
+    """
     from .storage import fspath
 
     started = time.monotonic()
     report = status or _no_report
     dest_dir = fspath(dest_dir)
-    checked = verify_backup(backup_dir, env=env, report=report)
     directory, manifest = locate_backup(fspath(backup_dir))
-    dest_logs = os.path.join(dest_dir, LOG_DIR)
-    if os.path.exists(os.path.join(dest_dir, DB_FILE)) or (
-        os.path.isdir(dest_logs) and os.listdir(dest_logs)
-    ):
-        raise JetError("JET_errInvalidPath", f"{dest_dir} already holds a database or logs")
-    env.makedirs(dest_dir)
-    created = [os.path.join(dest_dir, DB_FILE), dest_logs]
+    resuming = _check_destination(dest_dir, manifest)
+    checked = verify_backup(backup_dir, env=env, report=report)
+    dest_db, dest_logs = os.path.join(dest_dir, DB_FILE), os.path.join(dest_dir, LOG_DIR)
+    ours = resuming or not os.path.isdir(dest_logs)  # an empty logs/ there stays
+    if resuming:  # the interrupted restore's files: this run starts it over
+        _unlink(dest_db)
+        shutil.rmtree(dest_logs, ignore_errors=True)
+    else:
+        env.makedirs(dest_dir)
+        restore_marker.write(env, dest_dir, manifest["backup_id"], directory)
     try:
         total = checked["bytes"]
         report(Progress("begin", "restore", 0, total))
-        _copy_file(env, os.path.join(directory, DB_FILE), created[0], None)
+        _copy_file(env, os.path.join(directory, DB_FILE), dest_db, None)
         env.makedirs(dest_logs)
         copied = 0
         for name in sorted(n for n in manifest["files"] if n.startswith(LOG_DIR + "/")):
@@ -503,16 +544,21 @@ def restore(
         env.sync_dir(dest_dir)
         report(Progress("progress", "replay", 0, total))
         replay_started = time.monotonic()
-        storage = Storage.open(dest_dir, create=False, env=env)
+        storage = Storage.open(dest_dir, create=False, env=env, restoring=True)
         try:
             storage.clear_backup_history()
             replayed = storage.replayed
             replay_seconds = time.monotonic() - replay_started
         finally:
             storage.close()
+        restore_marker.remove(env, dest_dir)
     except BaseException:
-        for path in created:
-            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else _unlink(path)
+        # What this restore (or the one it resumed) put there; the marker last, so a
+        # cleanup cut short still leaves the destination refusing to open.
+        _unlink(dest_db)
+        if ours:
+            shutil.rmtree(dest_logs, ignore_errors=True)
+        _unlink(os.path.join(dest_dir, restore_marker.RESTORE_MARKER))
         raise
     report(Progress("complete", "restore", total, total))
     return {
@@ -525,16 +571,54 @@ def restore(
     }
 
 
+def _check_destination(dest_dir: str, manifest: dict) -> bool:
+    """Whether this restore resumes an interrupted one in ``dest_dir``; -1023 if the
+    directory holds anything else a restore must not overwrite."""
+    marker = restore_marker.read(dest_dir)
+    logs = os.path.join(dest_dir, LOG_DIR)
+    holds = os.path.exists(os.path.join(dest_dir, DB_FILE)) or (
+        os.path.isdir(logs) and os.listdir(logs)
+    )
+    if marker is None:
+        if holds:
+            raise JetError(
+                "JET_errInvalidPath",
+                f"{dest_dir} already holds a database or logs and no "
+                f"{restore_marker.RESTORE_MARKER} marker, so it is no interrupted restore "
+                "to complete: restore into an empty or new directory",
+            )
+        return False
+    if marker and marker["backup_id"] != manifest["backup_id"]:
+        raise JetError(
+            "JET_errInvalidPath",
+            f"{restore_marker.describe(dest_dir, marker)}; only a restore of that backup "
+            f"can complete it, not one of backup {manifest['backup_id']}",
+        )
+    return True
+
+
 def _roll_forward(env: Env, manifest: dict, log_dir: str, dest_logs: str) -> list[int]:
-    """Copy generations gen_high+1, gen_high+2, ... of ``log_dir`` while they chain on."""
-    present = set(list_generations(env, log_dir)) if os.path.isdir(log_dir) else set()
+    """Copy generations gen_high+1, gen_high+2, ... of ``log_dir`` while they chain on.
+
+    Stopping short of a generation there above the backup's would restore without the
+    commits between: a generation of this stream after a hole, or another stream's (the
+    database's log restarted after logging=False or a lost log directory), fails the
+    restore naming where the log breaks.  Generations up to gen_high are the backup's own.
+    """
+    present = list_generations(env, log_dir) if os.path.isdir(log_dir) else []
+    signature = bytes.fromhex(manifest["log_signature"])
+    following = [g for g in present if g > manifest["gen_high"]]
     rolled = []
-    generation = manifest["gen_high"] + 1
-    while generation in present:
+    for generation in following:
+        if generation != manifest["gen_high"] + 1 + len(rolled):
+            raise _log_gap(log_dir, manifest["gen_high"] + 1 + len(rolled), generation)
+        found = _signature_of(env, log_dir, generation)
+        if found != signature:
+            raise _other_stream(log_dir, generation, found, signature)
+        rolled.append(generation)
+    for generation in rolled:
         name = generation_file_name(generation)
         _copy_file(env, os.path.join(log_dir, name), os.path.join(dest_logs, name), None)
-        rolled.append(generation)
-        generation += 1
     if rolled:
         try:
             verify_generations(
@@ -542,7 +626,7 @@ def _roll_forward(env: Env, manifest: dict, log_dir: str, dest_logs: str) -> lis
                 dest_logs,
                 manifest["gen_low"],
                 rolled[-1],
-                bytes.fromhex(manifest["log_signature"]),
+                signature,
                 "replay",
                 all_closed=False,  # the live log's current generation is still open
             )
@@ -550,6 +634,30 @@ def _roll_forward(env: Env, manifest: dict, log_dir: str, dest_logs: str) -> lis
             mapped = _ROLL_FORWARD_ERRORS.get(exc.name)
             raise JetError(mapped, exc.message) if mapped else exc from exc
     return rolled
+
+
+def _signature_of(env: Env, log_dir: str, generation: int) -> bytes:
+    return LogReader(env, log_dir).read_header(generation).signature
+
+
+def _log_gap(log_dir: str, missing: int, found: int) -> JetError:
+    span = f"{missing}" if found == missing + 1 else f"{missing}..{found - 1}"
+    return JetError(
+        "JET_errMissingLogFile",
+        f"{log_dir}: generation(s) {span} missing before generation {found}: rolling forward "
+        f"past {missing - 1} would leave out the commits they held",
+    )
+
+
+def _other_stream(log_dir: str, generation: int, found: bytes, signature: bytes) -> JetError:
+    return JetError(
+        "JET_errExistingLogFileHasBadSignature",
+        f"{os.path.join(log_dir, generation_file_name(generation))}: generation {generation} "
+        f"starts log stream {found.hex()}, not the backup's {signature.hex()}.  If it is "
+        "this database's log, the log restarted there (after a run with logging=False, or "
+        f"the loss of its log directory) and commits after generation {generation - 1} "
+        "are in no log this backup can roll forward through: take a new full backup",
+    )
 
 
 def _unlink(path: str) -> None:

@@ -10,7 +10,11 @@ hangs on a dead actor.
 A ``Session`` owns its channel and may be used from one thread at a time; a
 second thread entering it gets JET_errSessionSharingViolation at once.
 Transactions collect their writes client-side (``WriteSet``) and send them in
-one commit message; reads see the transaction's own writes overlaid.
+one commit message; reads see the transaction's own writes overlaid.  Since a
+frame larger than MAXMSGSIZE is dropped with the connection, unanswered,
+every request is measured before it is sent (``codec.encode_request``), and a
+write set may grow only as far as one commit message can carry it
+(MAX_WRITE_SET): the put past that fails with -1069 at once.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from .errors import JetError
 from .writeset import WriteSet, check_key, check_range, check_table_name, check_value
 
 POLL_SLICE_MS = 50
+MAX_WRITE_SET = codec.MAX_FRAME - codec.FRAME_HEADROOM
 _request_ids = itertools.count(1)
 
 Health = Callable[[], "JetError | None"]
@@ -67,7 +72,7 @@ class Channel:
         if problem is not None:
             raise problem
         request_id = next(_request_ids)
-        self.sock.send(codec.encode(request_id, kind, body or {}))
+        self.sock.send(codec.encode_request(request_id, kind, body or {}))
         waited = 0.0
         while True:
             frame = self._receive()
@@ -87,7 +92,8 @@ class Channel:
                 continue  # the late reply to a call that gave up earlier
             if message.kind != "progress":
                 return codec.result_of(message)
-            self.sock.send(codec.encode(request_id, "ack", self._progress(on_progress, message)))
+            ack = self._progress(on_progress, message)
+            self.sock.send(codec.encode_request(request_id, "ack", ack))
 
     def _receive(self) -> bytes | None:
         """The next frame, or None after POLL_SLICE_MS (RCVTIMEO) without one."""
@@ -215,7 +221,7 @@ class Session:
                 raise JetError("JET_errTransTooDeep", "a transaction is already open")
             started = self._call("begin")
             self._txn, self._begin_seq = started["txn"], started["begin_seq"]
-            self._writes = WriteSet()
+            self._writes = WriteSet(limit=MAX_WRITE_SET)
 
     def commit(self, lazy: bool = False) -> int:
         """Commit the open transaction; returns the log position after its record."""

@@ -89,6 +89,7 @@ ERRORS: dict[str, int] = {
     "JET_errInvalidParameter": -1003,
     "JET_errDatabaseFileReadOnly": -1008,
     "JET_errOutOfMemory": -1011,
+    "JET_errVersionStoreOutOfMemory": -1069,
     "JET_errOutOfDatabaseSpace": -1012,
     "JET_errReadVerifyFailure": -1018,
     "JET_errPageNotInitialized": -1019,

@@ -525,17 +525,21 @@ class LogStream:
         signature: bytes,
         circular: bool = False,
         checkpoint_lsn: int = 0,
+        first_generation: int = 1,
     ) -> LogStream:
-        """Start a new stream: generation 1 in ``logs_dir``, which must hold no generation."""
+        """Start a new stream at ``first_generation`` in ``logs_dir``, which must hold no
+        generation at or above it.  A stream that replaces a broken one starts above the old
+        one's generations, which stay for the roll-forward of the old stream's backups."""
         stream = cls(env, logs_dir, log_file_size, signature, circular)
         env.makedirs(logs_dir)
-        if list_generations(env, logs_dir):
+        if any(g >= first_generation for g in list_generations(env, logs_dir)):
             raise JetError(
                 "JET_errInvalidLogDirectory",
-                f"{logs_dir}: already holds log generations; open that stream instead",
+                f"{logs_dir}: already holds log generations from {first_generation} on; "
+                "open that stream instead",
             )
         stream._checkpoint_lsn = checkpoint_lsn
-        stream._start_generation(1, prev_create_time_ns=0, prev_final_checksum=0)
+        stream._start_generation(first_generation, prev_create_time_ns=0, prev_final_checksum=0)
         return stream
 
     @classmethod

@@ -24,7 +24,8 @@ PAGE_META) whose body is this little-endian record:
         48    16  db_signature     random, fixed at creation
         64    16  log_signature    signature of the log stream this file belongs to
         80     1  state            DB_JUST_CREATED / DB_DIRTY / DB_CLEAN (ESE dbstate values)
-        81     1  flags            FLAG_LOGGING, FLAG_CIRCULAR_EVER, FLAG_RESTORED
+        81     1  flags            FLAG_LOGGING, FLAG_CIRCULAR_EVER, FLAG_RESTORED,
+                                   FLAG_UNLOGGED
         82     2  reserved
         84     4  log_file_size_kb log generation size the stream was created with
         88     8  created_ns       creation time of the database
@@ -73,6 +74,10 @@ STATE_NAMES = {
 FLAG_LOGGING = 0x1
 FLAG_CIRCULAR_EVER = 0x2
 FLAG_RESTORED = 0x4
+# Opened with logging=False since the log stream began: set in every meta such an open
+# writes, so no unlogged change is ever durable without it.  The stream no longer holds
+# every commit, so the next open with logging starts a new one (storage.py).
+FLAG_UNLOGGED = 0x8
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from . import btree, redo_format
+from . import btree, redo_format, restore_marker
 from .errors import JetError
 from .events import EventLog
 from .fileio import DEFAULT_ENV, Env
@@ -41,6 +41,7 @@ from .meta_format import (
     FLAG_CIRCULAR_EVER,
     FLAG_LOGGING,
     FLAG_RESTORED,
+    FLAG_UNLOGGED,
     META_SLOTS,
     BackupRecord,
     Meta,
@@ -151,9 +152,17 @@ class Storage:
         cache_size: int = 64 << 20,
         auto_checkpoint: bool = True,
         env: Env = DEFAULT_ENV,
+        restoring: bool = False,
     ) -> Storage:
+        """Open (or create) the database in ``path`` and recover it from its log.
+
+        A directory marked by an unfinished restore is refused (-506) unless
+        ``restoring``: that restore's own replay is the one open allowed there.
+        """
         self = cls()
         self.path = fspath(path)
+        if not restoring:
+            restore_marker.refuse_open(self.path)
         self.db_path = os.path.join(self.path, DB_FILE)
         self.logs_path = os.path.join(self.path, LOG_DIR)
         self.env = env
@@ -247,20 +256,33 @@ class Storage:
             for key, value in btree.scan(self.pager, lambda: meta.catalog_root, None, None)
         }
         self.changed_tables: set[str] = set()
+        self.log_restart: dict | None = None
         if self.logging:
             self._recover()
-        elif meta.flags & FLAG_LOGGING and meta.state == DB_DIRTY:
-            raise JetError(
-                "JET_errDatabaseDirtyShutdown",
-                f"{self.db_path} was not shut down cleanly and has log files to replay; "
-                "open it with logging enabled to recover",
-            )
+        else:
+            # An unlogged run's crash leaves nothing in the log to replay: the log ends
+            # where the run began.
+            logged = meta.flags & FLAG_LOGGING and not meta.flags & FLAG_UNLOGGED
+            if logged and meta.state == DB_DIRTY:
+                raise JetError(
+                    "JET_errDatabaseDirtyShutdown",
+                    f"{self.db_path} was not shut down cleanly and has log files to replay; "
+                    "open it with logging enabled to recover",
+                )
+            # In the meta before any change can be: seal_checkpoint keeps the flag in
+            # every later meta, so a durable unlogged change always carries it.
+            self.meta = meta.evolve(flags=meta.flags | FLAG_UNLOGGED)
         self.checkpoint(state=DB_DIRTY)
 
     def _recover(self) -> None:
         meta = self.meta
         reader = LogReader(self.env, self.logs_path, signature=meta.log_signature)
         generations = reader.generations() if self.env.exists(self.logs_path) else []
+        if meta.flags & FLAG_UNLOGGED:
+            # The trees hold commits no log has: the stream cannot continue, and nothing
+            # in it is newer than the trees (an unlogged open replays nothing either).
+            self._restart_log(generations, "commits were made with logging=False")
+            return
         if not generations:
             if meta.state == DB_DIRTY:
                 raise JetError(
@@ -268,14 +290,16 @@ class Storage:
                     f"{self.db_path} needs the log from {meta.checkpoint_lsn:#x} on, "
                     f"and {self.logs_path} holds no generation",
                 )
-            # A new database, or a clean one whose logs were removed: start a new stream.
-            self.log = LogStream.create(
-                self.env,
-                self.logs_path,
-                log_file_size=self.log_file_size,
-                signature=meta.log_signature,
-                circular=self.circular,
-            )
+            if meta.state == DB_JUST_CREATED:
+                self.log = LogStream.create(
+                    self.env,
+                    self.logs_path,
+                    log_file_size=self.log_file_size,
+                    signature=meta.log_signature,
+                    circular=self.circular,
+                )
+            else:
+                self._restart_log(generations, f"{self.logs_path} held no log generation")
             return
         for logged in reader.records(meta.checkpoint_lsn, context="replay"):
             where = f"{self.logs_path} record {format_lsn(logged.lsn)}"
@@ -298,6 +322,39 @@ class Storage:
             signature=meta.log_signature,
             circular=self.circular,
             end_lsn=reader.end_lsn,
+        )
+
+    def _restart_log(self, generations: list[int], reason: str) -> None:
+        """Start a new log stream because the old one misses commits the trees hold.
+
+        It gets a new signature, so that no backup or roll-forward of the old stream can
+        take it for a continuation, and generation numbers above every one the old stream
+        is known to have used, so that no file of either is mistaken for the other's.  The
+        backup history goes too: the next incremental needs a new full backup.
+        """
+        meta = self.meta
+        known = [*generations, lsn_gen(meta.checkpoint_lsn)]
+        known += [meta.last_full.gen_high, meta.last_incremental.gen_high]
+        first = max(known) + 1
+        signature = secrets.token_bytes(16)
+        self.log = LogStream.create(
+            self.env,
+            self.logs_path,
+            log_file_size=self.log_file_size,
+            signature=signature,
+            circular=self.circular,
+            first_generation=first,
+        )
+        # Both take effect in the meta the open's checkpoint writes next.
+        self.meta = meta.evolve(log_signature=signature, flags=meta.flags & ~FLAG_UNLOGGED)
+        self.backup_history = (BackupRecord(), BackupRecord())
+        self.log_restart = {"generation": first, "reason": reason}
+        EventLog(self.path).emit(
+            "log-stream-restarted",
+            generation=first,
+            signature=signature.hex(),
+            previous_signature=meta.log_signature.hex(),
+            reason=reason,
         )
 
     # -- failure -------------------------------------------------------------

@@ -15,6 +15,11 @@ from .errors import JetError
 MAX_KEY_SIZE = 1000
 MAX_VALUE_SIZE = 16 << 20
 MAX_TABLE_NAME = 255
+# Upper bounds of the msgpack bytes around one entry and one table, in the commit
+# request ({table: {key: value}}) and in its redo record ([[table, [[key, value]]]])
+# alike: a key's and a value's headers (at most 5 bytes each) and the pair's array.
+ENTRY_OVERHEAD = 11
+TABLE_OVERHEAD = 16
 
 _DELETED = None
 
@@ -64,20 +69,62 @@ def check_range(start: object, end: object) -> tuple[bytes | None, bytes | None]
     return (None if start is None else check_key(start), None if end is None else check_key(end))
 
 
-class WriteSet:
-    """Pending puts (bytes) and deletes (None) per table, last write wins."""
+def entry_size(key: bytes, value: bytes | None) -> int:
+    """An upper bound of one write's encoded size (see ENTRY_OVERHEAD)."""
+    return len(key) + (0 if value is None else len(value)) + ENTRY_OVERHEAD
 
-    def __init__(self) -> None:
+
+def write_set_size(tables: dict) -> int:
+    """An upper bound of an untrusted write set's encoded size, at least ``WriteSet.size``;
+    a value of the wrong type counts as empty, for ``Storage.commit`` to reject."""
+    return sum(
+        TABLE_OVERHEAD
+        + MAX_TABLE_NAME
+        + sum(entry_size(key, value if type(value) is bytes else None) for key, value in kv.items())
+        for kv in tables.values()
+    )
+
+
+class WriteSet:
+    """Pending puts (bytes) and deletes (None) per table, last write wins.
+
+    With a ``limit``, ``size`` bounds the encoded write set from above, and a
+    write that would take it past the limit fails with -1069 before it is
+    added: the transaction keeps its earlier writes, can still be committed or
+    rolled back, and no commit is ever bigger than the message that carries it.
+    """
+
+    def __init__(self, limit: int | None = None) -> None:
         self.tables: dict[str, dict[bytes, bytes | None]] = {}
+        self.limit = limit
+        self.size = 0
 
     def __bool__(self) -> bool:
         return any(self.tables.values())
 
     def put(self, table: str, key: bytes, value: bytes) -> None:
-        self.tables.setdefault(table, {})[key] = value
+        self._write(table, key, value)
 
     def delete(self, table: str, key: bytes) -> None:
-        self.tables.setdefault(table, {})[key] = _DELETED
+        self._write(table, key, _DELETED)
+
+    def _write(self, table: str, key: bytes, value: bytes | None) -> None:
+        pending = self.tables.get(table)
+        size = self.size + entry_size(key, value)
+        if pending is None:
+            size += TABLE_OVERHEAD + len(table.encode("utf-8", "surrogatepass"))
+        elif key in pending:
+            size -= entry_size(key, pending[key])
+        if self.limit is not None and size > self.limit:
+            raise JetError(
+                "JET_errVersionStoreOutOfMemory",
+                f"the transaction's write set would be {size} bytes, more than the"
+                f" {self.limit} bytes one commit can carry; split it into smaller transactions",
+            )
+        self.size = size
+        if pending is None:
+            pending = self.tables[table] = {}
+        pending[key] = value
 
     def lookup(self, table: str, key: bytes) -> tuple[bool, bytes | None]:
         """(whether this transaction wrote the key, the value it wrote or None)."""

@@ -22,6 +22,9 @@ from jetstore.engine.errors import ERRORS, JetError
 
 PROTOCOL_VERSION = 1
 MAX_FRAME = 64 << 20  # MAXMSGSIZE on every socket: a 16 MiB value plus room to spare
+# What a message's envelope and msgpack headers may add to its payload, generously: a
+# payload kept within MAX_FRAME - FRAME_HEADROOM always fits in one frame.
+FRAME_HEADROOM = 64 << 10
 REPLY_OK = "ok"
 REPLY_ERROR = "error"
 
@@ -37,7 +40,35 @@ def _bad(what: str) -> JetError:
 
 
 def encode(request_id: int, kind: str, body: Any) -> bytes:
-    return msgpack.packb([PROTOCOL_VERSION, request_id, kind, body], use_bin_type=True)
+    frame = msgpack.packb([PROTOCOL_VERSION, request_id, kind, body], use_bin_type=True)
+    if kind == REPLY_OK and len(frame) > MAX_FRAME:
+        # The receiver's MAXMSGSIZE would drop this reply with the connection, and the
+        # caller would wait for it forever: it gets an error it can act on instead.
+        return encode_error(
+            request_id,
+            JetError(
+                "JET_errOutOfMemory",
+                f"the reply is {len(frame)} bytes, more than the {MAX_FRAME}-byte message limit",
+            ),
+        )
+    return frame
+
+
+def encode_request(request_id: int, kind: str, body: Any, max_frame: int = MAX_FRAME) -> bytes:
+    """A request frame, or JetError if it is larger than the receiver accepts.
+
+    The check has to happen here, before sending: a frame past the receiver's
+    MAXMSGSIZE makes ZeroMQ close the connection without reading it, so the
+    receiver never sees the request and cannot answer it.
+    """
+    frame = encode(request_id, kind, body)
+    if len(frame) > max_frame:
+        raise JetError(
+            "JET_errInvalidParameter",
+            f"{kind}: the request is {len(frame)} bytes, more than the {max_frame}-byte"
+            " message limit",
+        )
+    return frame
 
 
 def encode_error(request_id: int, exc: JetError) -> bytes:

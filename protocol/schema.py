@@ -92,10 +92,11 @@ BACKUP: dict[str, dict[str, tuple]] = {
         "atomic": (bool,),
         "create_path": (bool, OPTIONAL),
         "sync_progress": (bool, OPTIONAL),
+        "caller_pid": (int, OPTIONAL),  # the backup fails if this process dies or stops
     },
     "ack": {"error": (str, OPTIONAL)},  # error: the callback raised; the backup fails
     "abort_backup": {},
-    "set_backup_rate": {"rate": (int,)},
+    "set_backup_rate": {"rate": (int,), "min_rate": (int, OPTIONAL)},
 }
 
 # Operators (jetstore ctl, tools) -> the control socket (ROUTER in the opening process).

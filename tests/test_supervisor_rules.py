@@ -1,8 +1,10 @@
 """The supervisor's watch rules, driven by an injected clock (no waiting, no timing).
 
 Real processes are exercised in test_failures.py; here each rule is checked
-on its own: silence past ``hang_timeout`` and work past ``busy_timeout`` count
-as death; an essential actor's death fails the instance; a backup worker is
+on its own: silence past ``hang_timeout`` from a stopped process, silence past
+``starved_timeout`` from a runnable one, and work past ``busy_timeout`` count
+as death; a starved but runnable actor is not killed for a short silence; an
+essential actor's death fails the instance; a backup worker is
 restarted with growing backoff, at most MAX_RESTARTS times in a row.
 """
 
@@ -43,8 +45,17 @@ class FakeProcess:
         assert self.exitcode is not None, "closing a process object that still runs"
 
 
-def make_supervisor(tmp_path, clock):
-    supervisor = Supervisor(str(tmp_path), {}, clock=clock, hang_timeout=1.0, busy_timeout=5.0)
+def make_supervisor(tmp_path, clock, stopped=None):
+    """``stopped``: the pids the kernel holds stopped (every pid when None)."""
+    supervisor = Supervisor(
+        str(tmp_path),
+        {},
+        clock=clock,
+        hang_timeout=1.0,
+        busy_timeout=5.0,
+        starved_timeout=30.0,
+        is_stopped=lambda pid: stopped is None or pid in stopped,
+    )
     supervisor.sockets_dir = str(tmp_path)
     for pid, name in enumerate(("buffer_manager", "log_writer", "backup_worker"), start=100):
         supervisor.actors[name] = ActorState(name, FakeProcess(pid), clock(), clock(), pid=pid)
@@ -78,6 +89,26 @@ def test_silence_past_the_hang_timeout_fails_the_instance(tmp_path):
     supervisor.check()
     assert supervisor.failure.err == -1090 and "log_writer" in supervisor.failure.message
     assert all(not s.process.is_alive() for s in supervisor.actors.values())
+
+
+def test_a_runnable_actor_silent_for_seconds_is_starved_not_dead(tmp_path):
+    clock = FakeClock()
+    supervisor, _ = make_supervisor(tmp_path, clock, stopped=set())
+    clock.now += 20.0  # every actor silent, all runnable: CPU-bound neighbours
+    supervisor.check()
+    assert supervisor.failure is None
+    assert all(s.process.is_alive() for s in supervisor.actors.values())
+    clock.now += 10.5  # past the starved timeout: stuck, whatever the kernel says
+    supervisor.check()
+    assert supervisor.failure.err == -1090
+
+
+def test_a_stopped_actor_is_lost_after_the_short_timeout(tmp_path):
+    clock = FakeClock()
+    supervisor, _ = make_supervisor(tmp_path, clock, stopped={101})  # the log writer
+    clock.now += 1.1
+    supervisor.check()
+    assert supervisor.failure.err == -1090 and "log_writer" in supervisor.failure.message
 
 
 def test_a_stuck_loop_is_a_death(tmp_path):
