@@ -15,6 +15,19 @@ with ENOSPC/EIO).  Then it reopens the instance and checks DESIGN.md section 8:
   exactly the acknowledged transactions before its roll (and none after);
 - every backup that failed left no file of its own behind.
 
+Beside the faults, a trial may run next to CPU-bound neighbour processes (one
+or three per core), and its schedule includes the edges of DESIGN.md section 6:
+- a backup started by a client process that is ``kill -9``-ed while its status
+  callback runs: that backup either completed (then it restores exactly) or left
+  nothing behind;
+- a backup racing one of a second instance into the same destination: exactly one
+  wins, and what it left verifies and restores to its own instance's keys;
+- restores ``kill -9``-ed at a random progress event: the destination refuses to
+  open (-506) and running the restore again completes it exactly;
+- a roll-forward of each good backup through the instance's live log: it holds
+  every acknowledged commit, or fails naming a gap (truncations between backups
+  remove the generations an older backup would need), never "succeeds" short.
+
 It prints counts and exits 1 on any violation.  CI runs a few seeded trials;
 ``--seconds``/``--trials`` run long campaigns.
 """
@@ -29,6 +42,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 
@@ -42,6 +56,35 @@ from jetstore.engine.manifest_format import MANIFEST
 from jetstore.engine.storage import LOG_DIR
 
 OPTIONS = {"log_file_size": 64 << 10}
+SPINNER = "while True: pass"
+# A client process's backup, killed by the campaign while its callback runs.
+DOOMED_BACKUP = """
+import sys, time
+from jetstore.engine import JetError, connect
+def status(progress):
+    print(progress.phase, flush=True)
+    time.sleep(0.05)
+try:
+    connect(sys.argv[1]).backup(sys.argv[2], status=status)
+    print("ok", flush=True)
+except JetError as exc:
+    print("error", exc.name, flush=True)
+"""
+# A restore killed by the campaign after a random number of progress events.
+DOOMED_RESTORE = """
+import sys
+from jetstore.engine import restore
+restore(sys.argv[1], sys.argv[2], status=lambda progress: print(progress.phase, flush=True))
+print("done", flush=True)
+"""
+# What a roll-forward may fail with: a piece of the log it would need is gone.
+LOG_GAP_ERRORS = {
+    "JET_errMissingLogFile",
+    "JET_errMissingRestoreLogFiles",
+    "JET_errExistingLogFileHasBadSignature",
+    "JET_errExistingLogFileIsNotContiguous",
+}
+NEIGHBOUR_KEYS = {b"neighbour-%03d" % i: b"n" * 100 for i in range(50)}
 ACTORS = ("buffer_manager", "log_writer", "backup_worker")
 
 CLIENT = """
@@ -102,6 +145,7 @@ class Trial:
         self.violations: list[str] = []
         self.recorded_full: str | None = None  # the meta's last full backup, after reopening
         self.counts: Counter = Counter()
+        self.neighbour: Instance | None = None  # a second instance, for shared destinations
 
     # -- the run ------------------------------------------------------------------
     def run(self) -> None:
@@ -119,6 +163,10 @@ class Trial:
         finally:
             os.environ.pop(FAULTS_VARIABLE, None)
         processes = []
+        neighbours = self.rng.choice([0, 0, 1, 3]) * (os.cpu_count() or 1)
+        if neighbours:
+            self.counts[f"trials beside {neighbours} CPU-bound neighbours"] += 1
+        spinners = [subprocess.Popen([sys.executable, "-c", SPINNER]) for _ in range(neighbours)]
         try:
             try:
                 inst.session().create_table("t")
@@ -148,6 +196,11 @@ class Trial:
                 self.backup_step(inst)
                 time.sleep(self.rng.uniform(0, 0.2))
         finally:
+            for spinner in spinners:
+                spinner.kill()
+                spinner.wait()
+            if self.neighbour is not None:
+                self.neighbour.close()
             inst.close()  # after a failure: only makes sure nothing runs on
         for n, process in enumerate(processes):
             try:  # the instance is closed: each client's next call fails and it exits
@@ -168,8 +221,13 @@ class Trial:
         """One random operation of the backup schedule, recorded with its outcome."""
         have_full = any(b["ok"] and b["kind"] in ("full", "atomic") for b in self.backups)
         kind = self.rng.choice(
-            ["full", "atomic", "truncate"] + (["incremental"] * 2 if have_full else [])
+            ["full", "atomic", "truncate", "killed-caller", "shared"]
+            + (["incremental"] * 2 if have_full else [])
         )
+        if kind == "killed-caller":
+            return self.killed_caller_backup()
+        if kind == "shared":
+            return self.shared_destination_backup(inst)
         dest = {
             "full": os.path.join(self.path, f"full{len(self.backups)}"),
             "atomic": os.path.join(self.path, "atomic"),
@@ -200,6 +258,75 @@ class Trial:
                 if earlier["dest"] == dest and earlier["ok"]:
                     earlier["roll_lsn"] = record["roll_lsn"]
 
+    def killed_caller_backup(self) -> None:
+        """A full backup asked for by a client process that dies during its callback."""
+        dest = os.path.join(self.path, f"killed{len(self.backups)}")
+        os.makedirs(dest)
+        caller = subprocess.Popen(
+            [sys.executable, "-c", DOOMED_BACKUP, self.instance_dir, dest],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        events = self.rng.randrange(1, 6)  # killed after this many progress events
+        for _ in range(events):
+            if not caller.stdout.readline():
+                break
+        caller.kill()
+        caller.wait()
+        self.counts["backups whose caller was killed"] += 1
+        self.backups.append({"kind": "full", "dest": dest, "before": set(), "ok": None})
+
+    def shared_destination_backup(self, inst: Instance) -> None:
+        """A full backup racing one of a second instance into the same destination."""
+        if self.neighbour is None:
+            self.neighbour = Instance.open(os.path.join(self.path, "neighbour"), **OPTIONS)
+            session = self.neighbour.session()
+            session.create_table("t")
+            for key, value in NEIGHBOUR_KEYS.items():
+                session.put("t", key, value)
+        dest = os.path.join(self.path, f"shared{len(self.backups)}")
+        os.makedirs(dest)
+        outcomes: dict = {}
+
+        def neighbour_backup() -> None:
+            try:
+                self.neighbour.backup(dest)
+                outcomes["neighbour"] = "ok"
+            except JetError as exc:
+                outcomes["neighbour"] = exc.name
+
+        racer = threading.Thread(target=neighbour_backup)
+        racer.start()
+        record = {"kind": "full", "dest": dest, "before": set()}
+        try:
+            record.update(ok=True, roll_lsn=inst.backup(dest)["roll_lsn"])
+        except JetError as exc:
+            record.update(ok=False, error=exc.name)
+        racer.join()
+        mine = "ok" if record["ok"] else record["error"]
+        self.counts[
+            f"shared destination: ours {mine}, the neighbour's {outcomes['neighbour']}"
+        ] += 1
+        if record["ok"] and outcomes["neighbour"] == "ok":
+            self.violations.append(f"two backups into {dest} both reported success")
+        if outcomes["neighbour"] == "ok":
+            self.check_neighbour_backup(dest)
+        else:
+            self.backups.append(record)  # checked like any backup of ours
+
+    def check_neighbour_backup(self, dest: str) -> None:
+        """The winner of a race was the second instance: its backup must be exactly its own."""
+        out = os.path.join(self.path, f"restored{len(os.listdir(self.path))}")
+        try:
+            restore(dest, out)
+            with Instance.open(out) as restored:
+                stored = dict(restored.session().scan("t"))
+        except JetError as exc:
+            self.violations.append(f"the neighbour's backup in {dest} does not restore: {exc}")
+            return
+        if stored != NEIGHBOUR_KEYS:
+            self.violations.append(f"the neighbour's backup in {dest} restored other keys")
+
     # -- the checks -------------------------------------------------------------------
     def check(self) -> None:
         with Instance.open(self.instance_dir, **OPTIONS) as inst:
@@ -219,6 +346,15 @@ class Trial:
         for index in reversed(range(len(self.backups))):  # the latest state of each destination
             record = self.backups[index]
             if record["dest"] is None:
+                continue
+            if record["ok"] is None:  # its caller was killed: complete, or nothing left
+                if os.path.exists(os.path.join(record["dest"], MANIFEST)):
+                    self.counts["killed callers' backups that completed"] += 1
+                    _directory, manifest = locate_backup(record["dest"])
+                    roll_lsn = manifest["chain"][-1]["roll_lsn"]
+                    self.check_backup({**record, "roll_lsn": roll_lsn}, exact=True)
+                else:
+                    self.check_nothing_left(record)
                 continue
             if not record["ok"]:
                 self.check_nothing_left(record)
@@ -252,9 +388,11 @@ class Trial:
                     self.violations.append(f"{where}: wrong value for {key!r}")
 
     def check_backup(self, record: dict, exact: bool) -> None:
+        out = os.path.join(self.path, f"restored{len(os.listdir(self.path))}")
         try:
             verify_backup(record["dest"])
-            out = os.path.join(self.path, f"restored{len(os.listdir(self.path))}")
+            if self.rng.random() < 0.5:
+                self.kill_restore(record["dest"], out)
             restore(record["dest"], out)
             with Instance.open(out) as restored:
                 session = restored.session()
@@ -269,6 +407,47 @@ class Trial:
         self.check_contents(
             stored, record["roll_lsn"], f"restore of {record['dest']}", after_roll_allowed=not exact
         )
+        self.check_roll_forward(record)
+
+    def kill_restore(self, backup: str, out: str) -> None:
+        """kill -9 a restore of ``backup`` after a random number of its progress events;
+        unless it had finished, ``out`` must then refuse to open (the caller re-runs it)."""
+        child = subprocess.Popen(
+            [sys.executable, "-c", DOOMED_RESTORE, backup, out], stdout=subprocess.PIPE, text=True
+        )
+        finished = False
+        for _ in range(self.rng.randrange(1, 8)):
+            line = child.stdout.readline()
+            if not line or line.strip() == "done":
+                finished = bool(line)
+                break
+        child.kill()
+        child.wait()
+        if finished or not os.path.exists(out):
+            return
+        try:
+            Instance.open(out, create=False).close()
+        except JetError as exc:
+            self.counts[f"killed restores refused to open ({exc.name})"] += 1
+            return
+        self.violations.append(f"{out}: a killed restore's destination opened as a database")
+
+    def check_roll_forward(self, record: dict) -> None:
+        """A restore rolled forward through the live log holds every acknowledged commit,
+        or fails because a piece of that log is gone; it never succeeds short."""
+        out = os.path.join(self.path, f"restored{len(os.listdir(self.path))}")
+        try:
+            restore(record["dest"], out, log_dir=os.path.join(self.instance_dir, LOG_DIR))
+            with Instance.open(out) as restored:
+                session = restored.session()
+                stored = dict(session.scan("t")) if "t" in session.list_tables() else {}
+        except JetError as exc:
+            if exc.name not in LOG_GAP_ERRORS:
+                self.violations.append(f"roll-forward of {record['dest']} failed: {exc}")
+            self.counts[f"roll-forwards refused ({exc.name})"] += 1
+            return
+        self.counts["roll-forwards through the live log"] += 1
+        self.check_contents(stored, None, f"roll-forward of {record['dest']}")
 
     def check_nothing_left(self, record: dict) -> None:
         after = _snapshot(record["dest"])
