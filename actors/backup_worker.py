@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import shutil
 import threading
 import time
@@ -31,7 +30,7 @@ import psutil
 import zmq
 
 from jetstore.engine import backup as steps
-from jetstore.engine.backup import Progress, Throttle
+from jetstore.engine.backup import LogActivity, Progress, Throttle
 from jetstore.engine.claim_format import CLAIM_FILE, DestinationClaim, new_token
 from jetstore.engine.client import Channel
 from jetstore.engine.errors import JetError
@@ -48,9 +47,9 @@ from .runtime import (
     RUN_DIR,
     ActorConfig,
     ActorHost,
+    Outbox,
     Request,
     actor_setup,
-    deliver,
     serve_requests,
 )
 
@@ -136,6 +135,8 @@ class Run:
     acked: threading.Event = field(default_factory=threading.Event)
     published: bool = False  # past this point the backup succeeds whatever happens
     pins: dict = field(default_factory=dict)  # seq (buffer manager), generation (log writer)
+    started: float = field(default_factory=time.monotonic)
+    steps_ms: dict = field(default_factory=dict)  # when each named step was reached
     written: dict = field(default_factory=dict)  # tree, created, swapped, recorded, ...
 
 
@@ -150,9 +151,13 @@ class BackupWorker:
         self.events = EventLog(cfg.path)
         # Set by an abort or a shutdown: a throttled backup stops sleeping at once.
         self.wakeup = threading.Event()
-        self.throttle = Throttle(sleep=self.wakeup.wait, on_pace=copy_yields)
+        self.throttle = Throttle(
+            sleep=self.wakeup.wait,
+            on_pace=copy_yields,
+            foreground=LogActivity(os.path.join(cfg.path, LOG_DIR)),
+        )
         self.run: Run | None = None
-        self.outbox: queue.Queue = queue.Queue()  # thread -> loop: what to send to clients
+        self.outbox = Outbox()  # thread -> loop: what to send to clients
         self.bm = Channel(context, cfg.endpoints["buffer_manager"], lambda: None)
         self.lw = (
             Channel(context, cfg.endpoints["log_control"], lambda: None) if self.logging else None
@@ -278,14 +283,6 @@ class BackupWorker:
         return claim
 
     # -- the loop's side of progress -----------------------------------------------
-    def flush_outbox(self) -> None:
-        while True:
-            try:
-                request, kind, body = self.outbox.get_nowait()
-            except queue.Empty:
-                return
-            deliver(self.router, request, kind, body)
-
     # -- the backup thread -----------------------------------------------------------
     def report(self, run: Run, progress: Progress) -> None:
         """Send one event; with a client callback, wait until it returned (ESE pfnStatus)."""
@@ -307,7 +304,7 @@ class BackupWorker:
 
     def _send_event(self, run: Run, progress: Progress) -> None:
         run.acked.clear()
-        self.outbox.put((run.request, "progress", vars(progress)))
+        self.outbox.put(self.router, run.request, "progress", vars(progress))
         if not run.sync_progress:
             return
         deadline = time.monotonic() + ACK_TIMEOUT
@@ -335,8 +332,8 @@ class BackupWorker:
             else:
                 result = self.incremental(run, dest)
             result["seconds"] = round(time.monotonic() - started, 3)
-            self.events.emit("backup-complete", kind=run.kind, **result)
-            self.outbox.put((run.request, "ok", result))
+            self.events.emit("backup-complete", kind=run.kind, steps_ms=run.steps_ms, **result)
+            self.outbox.put(self.router, run.request, "ok", result)
         except BaseException as exc:  # noqa: BLE001 - every failure is reported, none kills us
             error = (
                 exc if isinstance(exc, JetError) else JetError("JET_errInternalError", repr(exc))
@@ -348,12 +345,18 @@ class BackupWorker:
                 dest=dest,
                 seconds=round(time.monotonic() - started, 3),
             )
-            self.outbox.put((run.request, "error", error))
+            self.outbox.put(self.router, run.request, "error", error)
         finally:
             self.release_claim(run)
             self.unmark()
             with self.lock:
                 self.run = None
+
+    def at(self, run: Run, name: str, fault_point: bool = True) -> None:
+        """The backup reached step ``name``: timed for the event log, and a fault point."""
+        run.steps_ms[name] = round((time.monotonic() - run.started) * 1000, 1)
+        if fault_point:
+            step(name)
 
     def _call(self, channel: Channel, kind: str, body: dict | None = None):
         return channel.call(kind, body, timeout=PEER_TIMEOUT)
@@ -386,9 +389,9 @@ class BackupWorker:
             self._call(self.lw, "pin", {"generation": gen_low})
             run.pins["generation"] = gen_low
             self.mark(run)
-            step("pinned")
+            self.at(run, "pinned")
             copy_mac = self.roll()
-            step("rolled")
+            self.at(run, "rolled")
             gen_high = copy_mac - 1
             roll_lsn = make_lsn(copy_mac, RECORDS_START)
             self.events.emit("roll", generation=copy_mac, gen_low=gen_low, gen_high=gen_high)
@@ -409,7 +412,7 @@ class BackupWorker:
                 )
             }
             self.events.emit("backup-file", file=DB_FILE, bytes=files[DB_FILE]["size"])
-            step("pages-copied")
+            self.at(run, "pages-copied")
             logs = steps.copy_generations(
                 self.env,
                 os.path.join(self.cfg.path, LOG_DIR),
@@ -424,7 +427,7 @@ class BackupWorker:
             for name, entry in logs.items():
                 self.events.emit("backup-file", file=name, bytes=entry["size"])
             files.update(logs)
-            step("logs-copied")
+            self.at(run, "logs-copied")
             backup_id = steps.new_backup_id()
             entry = {
                 "type": "full",
@@ -449,12 +452,13 @@ class BackupWorker:
             }
             self.check_abort(run)
             steps.write_manifest(self.env, work, manifest)
-            step("manifest-written")
+            self.at(run, "manifest-written")
             if atomic:
                 run.written = {"swapped": True, "tree": work}
                 self.mark(run)
                 steps.swap_atomic(self.env, dest, step=step)
             checkpoint = self.record(False, entry, manifest)
+            self.at(run, "recorded", fault_point=False)
             # Recorded: from here on nothing is removed (an atomic swap only finishes).
             run.written = {"swapped": atomic, "recorded": True}
             self.mark(run)
@@ -468,6 +472,7 @@ class BackupWorker:
             self.release_claim(run)
             self.unmark()
         deleted = self.truncate(copy_mac, checkpoint["checkpoint_lsn"])
+        self.at(run, "truncated", fault_point=False)
         total = sum(f["size"] for f in files.values())
         self.report_complete(run, total, "logs")
         return {
@@ -537,12 +542,13 @@ class BackupWorker:
                 "files": {**manifest["files"], **logs},
             }
             self.check_abort(run)
-            step("logs-copied")
+            self.at(run, "logs-copied")
             run.written.update(directory=directory, previous_manifest=manifest)
             self.mark(run)
             steps.write_manifest(self.env, directory, updated)
-            step("manifest-written")
+            self.at(run, "manifest-written")
             checkpoint = self.record(True, entry, updated)
+            self.at(run, "recorded", fault_point=False)
             run.written = {"recorded": True}  # from here on nothing is removed
             self.mark(run)
         except BaseException:
@@ -553,6 +559,7 @@ class BackupWorker:
             self.release_claim(run)
             self.unmark()
         deleted = self.truncate(copy_mac, checkpoint["checkpoint_lsn"])
+        self.at(run, "truncated", fault_point=False)
         total = sum(e["size"] for e in logs.values())
         self.report_complete(run, total, "logs")
         return {
@@ -782,7 +789,9 @@ def copy_yields(behind: bool) -> None:
     throughput on two cores), while a SCHED_IDLE thread is preempted at once and still
     takes every idle cycle.  But on a machine whose cores are all busy it gets almost no
     CPU - and holding the GIL meanwhile, it stalls the worker's loop too - so behind the
-    floor it runs as an ordinary thread at the worker's niceness until it catches up.
+    floor it runs as an ordinary thread at niceness 0 until it catches up (at the
+    worker's niceness, 10, it got a tenth of a core beside two CPU-bound neighbours:
+    below the floor).
     """
     if hasattr(os, "SCHED_IDLE"):
         policy = os.SCHED_OTHER if behind else os.SCHED_IDLE
@@ -790,6 +799,11 @@ def copy_yields(behind: bool) -> None:
             os.sched_setscheduler(0, policy, os.sched_param(0))
         except OSError:
             pass  # a sandbox may forbid it; the copy then runs at the worker's niceness
+    try:  # per thread on Linux; raising a thread's priority needs CAP_SYS_NICE
+        niceness = 0 if behind else BACKUP_NICENESS
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+    except OSError:
+        pass  # without the capability the copy keeps the worker's niceness
 
 
 def main(config: dict) -> None:
@@ -807,8 +821,8 @@ def main(config: dict) -> None:
                 break
             if router in ready:
                 serve_requests(router, schema.BACKUP, worker.handlers, NAME)
-            worker.flush_outbox()
-        worker.flush_outbox()
+            worker.outbox.flush()
+        worker.outbox.flush()
     finally:
         worker.bm.close()
         if worker.lw is not None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import glob
 import os
-import queue
 import struct
 import threading
 import time
@@ -35,7 +34,7 @@ from jetstore.engine.errors import JetError
 from jetstore.engine.fileio import io_error
 from jetstore.protocol import codec, schema
 
-from .runtime import DEFERRED, RUN_DIR, Request, deliver, log, make_socket, serve_requests
+from .runtime import DEFERRED, RUN_DIR, Outbox, Request, log, make_socket, serve_requests
 
 # Operators send small messages: a bigger one gets an error reply; past the transport
 # limit (codec.MAX_FRAME, MAXMSGSIZE) ZeroMQ drops the connection without reading it.
@@ -150,7 +149,7 @@ class ControlServer(threading.Thread):
         self.ipc_endpoint = ipc_endpoint
         self.tcp_endpoint = tcp_endpoint
         self.backup_roots = [os.path.realpath(root) for root in backup_roots or []]
-        self.outbox: queue.Queue = queue.Queue()
+        self.outbox = Outbox()
         self.stopping = threading.Event()
         self.started_ok = threading.Event()
         self.start_error: BaseException | None = None
@@ -208,10 +207,10 @@ class ControlServer(threading.Thread):
                     serve_requests(
                         sock, schema.CONTROL, handlers[sock], "control", max_frame=CONTROL_MAX_FRAME
                     )
-                self._flush()
+                self.outbox.flush()
                 self._sample_commits()
         finally:
-            self._flush()
+            self.outbox.flush()
             for sock in sockets:
                 sock.close(0)
             if authenticator is not None:
@@ -232,15 +231,6 @@ class ControlServer(threading.Thread):
         self.stopping.set()
         if self.is_alive() and threading.current_thread() is not self:
             self.join(5)
-
-    def _flush(self) -> None:
-        """Send what backup threads produced (progress, final replies) from this thread."""
-        while True:
-            try:
-                sock, request, kind, body = self.outbox.get_nowait()
-            except queue.Empty:
-                return
-            deliver(sock, request, kind, body)  # a vanished client: the backup goes on
 
     def _sample_commits(self) -> None:
         """Commit counter samples for commits/s (from the buffer manager's heartbeats)."""
@@ -263,18 +253,12 @@ class ControlServer(threading.Thread):
         def background(request: Request, work) -> object:
             def run() -> None:
                 try:
-                    self.outbox.put((sock, request, "ok", work()))
+                    self.outbox.put(sock, request, "ok", work())
                 except JetError as exc:
-                    self.outbox.put((sock, request, "error", exc))
+                    self.outbox.put(sock, request, "error", exc)
                 except Exception as exc:  # noqa: BLE001 - reported, never fatal to the server
-                    self.outbox.put(
-                        (
-                            sock,
-                            request,
-                            "error",
-                            JetError("JET_errInternalError", type(exc).__name__),
-                        )
-                    )
+                    error = JetError("JET_errInternalError", type(exc).__name__)
+                    self.outbox.put(sock, request, "error", error)
 
             task = threading.Thread(target=run, name="jetstore-control-task", daemon=True)
             task.start()
@@ -285,7 +269,7 @@ class ControlServer(threading.Thread):
             dest = self._destination(body["dest"], over_tcp)
 
             def progress(event) -> None:
-                self.outbox.put((sock, request, "progress", vars(event)))
+                self.outbox.put(sock, request, "progress", vars(event))
 
             return background(
                 request,
@@ -311,7 +295,7 @@ class ControlServer(threading.Thread):
             "backup": backup,
             "abort-backup": lambda body, request: inst._backup_control("abort_backup"),
             "set-backup-rate": lambda body, request: inst._backup_control(
-                "set_backup_rate", {"rate": body["rate"]}
+                "set_backup_rate", {key: body[key] for key in ("rate", "min_rate") if key in body}
             ),
             "truncate": lambda body, request: background(request, lambda: inst.backup(None)),
             "checkpoint": lambda body, request: background(

@@ -10,10 +10,12 @@ paths (a second bind silently takes them over).
 
 from __future__ import annotations
 
+import collections
 import fcntl
 import json
 import logging
 import os
+import queue
 import signal
 import tempfile
 import threading
@@ -307,32 +309,73 @@ DEFERRED = object()  # a handler's answer when it will reply later itself
 
 def reply(
     sock: zmq.Socket, request: Request, result: Any = None, error: JetError | None = None
-) -> None:
+) -> bool:
+    """Answer ``request``; False if the client's queue is full (see ``Outbox``)."""
     frame = (
         codec.encode_error(request.request_id, error)
         if error is not None
         else codec.encode(request.request_id, codec.REPLY_OK, result)
     )
-    _send(sock, request.identity, frame)
+    return _send(sock, request.identity, frame)
 
 
-def deliver(sock: zmq.Socket, request: Request, kind: str, body: Any) -> None:
+def deliver(sock: zmq.Socket, request: Request, kind: str, body: Any) -> bool:
     """Send what a background task handed back for ``request``: a "progress" message, or
-    its final reply - "ok" with a result, "error" with a JetError."""
+    its final reply - "ok" with a result, "error" with a JetError.  False if the client's
+    queue is full and nothing was sent."""
     if kind == "progress":
-        _send(sock, request.identity, codec.encode(request.request_id, "progress", body))
-    elif kind == "error":
-        reply(sock, request, error=body)
-    else:
-        reply(sock, request, body)
+        return _send(sock, request.identity, codec.encode(request.request_id, "progress", body))
+    if kind == "error":
+        return reply(sock, request, error=body)
+    return reply(sock, request, body)
 
 
-def _send(sock: zmq.Socket, identity: bytes, frame: bytes) -> None:
+def _send(sock: zmq.Socket, identity: bytes, frame: bytes) -> bool:
+    """Send without ever blocking the actor: False if the client's queue is full (its
+    SNDHWM reached: it reads slower than we send); True once sent, or if the client is
+    gone (ROUTER_MANDATORY's EHOSTUNREACH), where there is nobody to answer."""
     try:
         sock.send(identity, _NOBLOCK_MORE)
         sock.send(frame, _NOBLOCK)
+    except zmq.Again:
+        return False
     except zmq.ZMQError:
-        pass  # the client is gone or not reading; it never blocks the actor
+        pass
+    return True
+
+
+class Outbox:
+    """What background threads hand an actor's loop to send: progress and final replies.
+
+    A client that reads slower than a backup reports - starved of CPU beside busy
+    neighbours, say - fills its queue on the ROUTER, and a frame sent then is dropped:
+    a dropped final reply would leave its caller waiting forever.  So what cannot be
+    sent waits here, in order, for the next ``flush``; a progress message still waiting
+    when a newer one of the same request arrives is replaced by it (progress is a
+    state, not a history), which keeps the wait short and the memory bounded.
+    """
+
+    def __init__(self) -> None:
+        self.incoming: queue.Queue = queue.Queue()  # from any thread
+        self.waiting: collections.deque = collections.deque()  # the loop's only
+
+    def put(self, sock: zmq.Socket, request: Request, kind: str, body: Any) -> None:
+        self.incoming.put((sock, request, kind, body))
+
+    def flush(self) -> None:
+        """Send what can be sent now (the loop's thread only)."""
+        while True:
+            try:
+                item = self.incoming.get_nowait()
+            except queue.Empty:
+                break
+            last = self.waiting[-1] if self.waiting else None
+            if last is not None and item[2] == last[2] == "progress" and item[1] == last[1]:
+                self.waiting[-1] = item
+            else:
+                self.waiting.append(item)
+        while self.waiting and deliver(*self.waiting[0]):
+            self.waiting.popleft()
 
 
 def serve_requests(

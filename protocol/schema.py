@@ -106,7 +106,7 @@ CONTROL: dict[str, dict[str, tuple]] = {
     "status": {},
     "backup": {"dest": (str,), "incremental": (bool, OPTIONAL), "atomic": (bool, OPTIONAL)},
     "abort-backup": {},
-    "set-backup-rate": {"rate": (int,)},
+    "set-backup-rate": {"rate": (int,), "min_rate": (int, OPTIONAL)},
     "truncate": {},
     "checkpoint": {},
     "stop-service": {},

@@ -37,3 +37,6 @@ def test_bench_backup(tmp_path):
     assert results["backup"]["backup_worker_peak_rss_mb"] > 0
     assert results["foreground"]["no_backup"]["tx_per_s"] > 0
     assert results["restore"]["replay_seconds"] > 0
+    for case in ("saturating_load", "cpu_neighbours"):
+        assert results[case]["backups"] >= 1 and results[case]["backup_ratio_to_idle"] > 0
+        assert results[case]["foreground_ratio"] > 0

@@ -10,7 +10,13 @@ In one invocation, on one disk:
   3. commit throughput and p99 latency of CLIENTS client processes without a
      backup, then with a full backup running in the middle of the window; the
      "during" figures count only commits that started while the backup ran;
-  4. restore of that backup: seconds, and the replay rate in MB of log.
+  4. two harder neighbours, each with the backup's rate as a ratio of its idle
+     rate and the foreground's as a ratio of its rate without backups:
+     - a saturating commit load: 2 x cores client processes with no think time;
+     - CPU-bound neighbours: one ``while`` loop per core (nothing of jetstore), the
+       foreground being their loop iterations per second;
+     backups run back to back for the whole load, so every moment is compared;
+  5. restore of that backup: seconds, and the replay rate in MB of log.
 Prints the machine and configuration first.
 """
 
@@ -23,6 +29,7 @@ import random
 import shutil
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 
@@ -144,6 +151,81 @@ def load_with_backup(inst: Instance, path: str, clients: int, seconds: float, de
     return collect(processes, results, seconds), window
 
 
+def backups_until(inst: Instance, scratch: str, until: float) -> dict:
+    """Full backups back to back until wall-clock ``until`` (the last one may end after it):
+    the window they covered and their rate, each backup's deletion excluded."""
+    began, copied, busy, n = time.time(), 0, 0.0, 0
+    while not n or time.time() < until:
+        destination = os.path.join(scratch, f"bk-back-to-back-{n}")
+        os.makedirs(destination)
+        started = time.perf_counter()
+        copied += inst.backup(destination)["bytes"]
+        busy += time.perf_counter() - started
+        shutil.rmtree(destination)
+        n += 1
+    return {"window": (began, time.time()), "backups": n, "mb_per_s": copied / 1e6 / busy}
+
+
+def saturating_load(inst: Instance, path: str, scratch: str, seconds: float, idle: float) -> dict:
+    """2 x cores committing clients with no think time, without and then with backups."""
+    clients = 2 * (os.cpu_count() or 1)
+    quiet, quiet_window = load_with_backup(inst, path, clients, seconds, None)
+    start_at, processes, results = start_clients(_jetstore_client, path, clients, seconds)
+    time.sleep(max(0.0, start_at - time.time()))
+    backups = backups_until(inst, scratch, start_at + seconds)
+    busy = collect(processes, results, seconds)
+    began, ended = backups["window"]
+    baseline = in_window(quiet, quiet_window)
+    loaded = in_window(busy, (began, min(ended, start_at + seconds)))
+    return {
+        "clients": clients,
+        "backups": backups["backups"],
+        "backup_mb_per_s": backups["mb_per_s"],
+        "backup_ratio_to_idle": backups["mb_per_s"] / idle,
+        "no_backup_tx_per_s": baseline["tx_per_s"],
+        "during_backup_tx_per_s": loaded["tx_per_s"],
+        "foreground_ratio": loaded["tx_per_s"] / baseline["tx_per_s"],
+    }
+
+
+NEIGHBOUR = """
+import sys, time
+end, n = time.time() + float(sys.argv[1]), 0
+while time.time() < end:
+    n += 1
+print(n)
+"""
+
+
+def cpu_neighbours(seconds: float, during=None) -> float:
+    """Loop iterations per second of one CPU-bound process per core running for ``seconds``,
+    with ``during()`` called meanwhile (and waited for)."""
+    spinners = [
+        subprocess.Popen(
+            [sys.executable, "-c", NEIGHBOUR, str(seconds)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(os.cpu_count() or 1)
+    ]
+    if during is not None:
+        during()
+    return sum(int(spinner.communicate()[0]) for spinner in spinners) / seconds
+
+
+def beside_cpu_neighbours(inst: Instance, scratch: str, seconds: float, idle: float) -> dict:
+    quiet = cpu_neighbours(seconds)
+    backups: dict = {}
+    loaded = cpu_neighbours(
+        seconds, lambda: backups.update(backups_until(inst, scratch, time.time() + seconds))
+    )
+    return {
+        "neighbours": os.cpu_count() or 1,
+        "backups": backups["backups"],
+        "backup_mb_per_s": backups["mb_per_s"],
+        "backup_ratio_to_idle": backups["mb_per_s"] / idle,
+        "foreground_ratio": loaded / quiet,
+    }
+
+
 def in_window(samples: list[tuple[float, float]], window: tuple[float, float]) -> dict:
     """tx/s and latencies of the commits that started within ``window``."""
     return summarize([s for s in samples if window[0] <= s[0] < window[1]], window[1] - window[0])
@@ -207,6 +289,12 @@ def main(argv: list[str] | None = None) -> int:
             "p99_ratio": (loaded["p99_ms"] or 0) / baseline["p99_ms"],
         }
         print("foreground   " + json.dumps(results["foreground"]))
+        idle = backup_rate / 1e6
+        with Instance.open(source) as inst:
+            results["saturating_load"] = saturating_load(inst, source, scratch, args.seconds, idle)
+            print("saturating   " + json.dumps(results["saturating_load"]))
+            results["cpu_neighbours"] = beside_cpu_neighbours(inst, scratch, args.seconds, idle)
+            print("neighbours   " + json.dumps(results["cpu_neighbours"]))
         started = time.perf_counter()
         restored = restore(os.path.join(scratch, "bk2"), os.path.join(scratch, "out"))
         seconds = time.perf_counter() - started

@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="TARGET is an instance directory or a control endpoint (ipc:// or "
         "tcp://127.0.0.1:PORT with --curve-*).  Commands: " + ", ".join(CTL_COMMANDS) + ".  "
         "backup DEST [--incremental] [--atomic] shows a progress line; set-backup-rate RATE "
-        "(bytes/s, 0 = unlimited).  Exit codes: 0 ok, 1 error reply, 2 usage, 3 no instance, "
+        "[--min-rate FLOOR] (bytes/s; RATE 0 = unlimited, FLOOR 0 = no floor).  "
+        "Exit codes: 0 ok, 1 error reply, 2 usage, 3 no instance, "
         "4 timed out, 5 busy (a backup is running), 6 CURVE key refused.",
     )
     ctl.add_argument("target")
@@ -169,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("dest", nargs="?", help="backup destination, or the rate for set-backup-rate")
     ctl.add_argument("--incremental", action="store_true")
     ctl.add_argument("--atomic", action="store_true")
+    ctl.add_argument(
+        "--min-rate",
+        type=int,
+        metavar="FLOOR",
+        help="with set-backup-rate: the rate in bytes/s a backup keeps however busy the machine",
+    )
     ctl.add_argument("--json", action="store_true", help="machine-readable output")
     ctl.add_argument(
         "--timeout",

@@ -167,7 +167,10 @@ def command_body(args) -> tuple[str, dict]:
     if args.command == "set-backup-rate":
         if args.dest is None or not args.dest.isdigit():
             raise CtlFailure(EXIT_USAGE, "set-backup-rate needs a rate in bytes per second")
-        return "set-backup-rate", {"rate": int(args.dest)}
+        body = {"rate": int(args.dest)}
+        if args.min_rate is not None:
+            body["min_rate"] = args.min_rate
+        return "set-backup-rate", body
     return args.command, {}
 
 

@@ -1,0 +1,150 @@
+"""How a backup shares the machine (DESIGN.md section 6, "A busy machine still finishes
+its backup"), and how its messages reach a client that reads slowly.
+
+- ``Throttle``: a ceiling (``rate``), a floor (``min_rate``) below which the copy stops
+  yielding until it leads again, and a share of the time while commits arrive; driven
+  by an injected clock, so nothing here sleeps.
+- ``LogActivity``: commits are arriving when the live generation was just written.
+- ``Outbox``: a final reply is never dropped because the client's queue is full (real
+  ZeroMQ sockets with a tiny high-water mark).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import zmq
+
+from jetstore.actors.runtime import Outbox, Request
+from jetstore.engine.backup import CATCH_UP_S, LogActivity, Throttle
+from jetstore.engine.log_format import generation_file_name
+from jetstore.protocol import codec
+
+
+class FakeTime:
+    """A clock that only moves when told to, or when the throttle sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def make_throttle(fake: FakeTime, *, foreground: bool, **options) -> tuple[Throttle, list]:
+    paces: list[bool] = []
+    throttle = Throttle(
+        clock=fake.clock,
+        sleep=fake.sleep,
+        on_pace=paces.append,
+        foreground=lambda: foreground,
+        **options,
+    )
+    throttle.restart()
+    paces.clear()
+    return throttle, paces
+
+
+def copy_chunk(fake: FakeTime, throttle: Throttle, seconds: float, size: int = 1 << 20) -> None:
+    """A chunk that took ``seconds`` to read, verify and write."""
+    fake.now += seconds
+    throttle.consume(size)
+
+
+def test_copy_keeps_to_its_share_while_commits_arrive():
+    fake = FakeTime()
+    throttle, paces = make_throttle(fake, foreground=True, share=0.4, min_rate=0)
+    for _ in range(10):
+        copy_chunk(fake, throttle, 0.01)
+    assert fake.slept == pytest.approx([0.015] * 10)  # 0.01 busy, 0.015 yielded: 40%
+    assert paces == []
+
+
+def test_copy_runs_flat_out_without_commits():
+    fake = FakeTime()
+    throttle, _ = make_throttle(fake, foreground=False, share=0.4, min_rate=0)
+    for _ in range(10):
+        copy_chunk(fake, throttle, 0.01)
+    assert fake.slept == []
+
+
+def test_copy_behind_its_floor_stops_yielding_until_it_leads_again():
+    fake = FakeTime()
+    mib = 1 << 20
+    throttle, paces = make_throttle(fake, foreground=True, share=0.4, min_rate=10 * mib)
+    copy_chunk(fake, throttle, 0.5)  # 1 MiB in 0.5 s: 2 MiB/s, far behind 10 MiB/s
+    assert paces == [True] and fake.slept == []
+    while throttle.behind:  # catching up at 100 MiB/s, without yielding
+        assert fake.slept == []
+        caught_up_at = fake.now + 0.01
+        copy_chunk(fake, throttle, 0.01)
+    assert throttle.sent >= 10 * mib * (caught_up_at - throttle.started + CATCH_UP_S)
+    assert paces == [True, False]
+    assert fake.slept == pytest.approx([0.015])  # the chunk that led yields again
+
+
+def test_ceiling_holds_the_copy_to_its_rate():
+    fake = FakeTime()
+    throttle, _ = make_throttle(fake, foreground=False, rate=1 << 20, min_rate=0)
+    for _ in range(4):
+        copy_chunk(fake, throttle, 0.1)
+    assert fake.now - throttle.started == pytest.approx(4.0)  # 4 MiB at 1 MiB/s
+
+
+def test_log_activity_follows_the_live_generation(tmp_path):
+    now = [5000.0]
+    activity = LogActivity(str(tmp_path), window=0.1, relist=0.5, clock=lambda: now[0])
+    assert activity() is False  # no generation at all
+    now[0] += 1
+    live = tmp_path / generation_file_name(7)
+    live.write_bytes(b"\0" * 64)
+    os.utime(live, (now[0] - 0.05, now[0] - 0.05))  # written 50 ms ago
+    assert activity() is True
+    now[0] += 0.2
+    assert activity() is False  # nothing for 250 ms
+    os.utime(live, (now[0], now[0]))
+    assert activity() is True
+
+
+def test_a_final_reply_outlasts_a_full_client_queue():
+    """A client that stops reading fills its queue with progress; the reply still arrives."""
+    context = zmq.Context()
+    router = context.socket(zmq.ROUTER)
+    router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    router.setsockopt(zmq.SNDHWM, 2)
+    router.bind("inproc://outbox")
+    client = context.socket(zmq.DEALER)
+    client.setsockopt(zmq.RCVHWM, 2)
+    client.connect("inproc://outbox")
+    try:
+        client.send(b"hello")
+        identity, _ = router.recv_multipart()
+        request = Request(identity, 7, "backup")
+        outbox = Outbox()
+        for done in range(50):
+            outbox.put(router, request, "progress", {"done": done})
+            outbox.flush()
+        outbox.put(router, request, "ok", {"bytes": 50})
+        outbox.flush()
+        assert outbox.waiting, "the queue was never full: the test proves nothing"
+        assert len(outbox.waiting) <= 2  # the newest progress and the reply
+        received = []
+        for _ in range(100):  # the client reads again; the actor's loop flushes each turn
+            if client.poll(50):
+                received.append(codec.decode(client.recv()))
+                if received[-1].kind != "progress":
+                    break
+            outbox.flush()
+        assert received[-1].kind == codec.REPLY_OK and received[-1].body == {"bytes": 50}
+        progress = [m.body["done"] for m in received if m.kind == "progress"]
+        assert progress == sorted(progress) and progress[-1] == 49  # in order, newest kept
+    finally:
+        client.close(0)
+        router.close(0)
+        context.term()
