@@ -249,7 +249,6 @@ class BackupWorker:
             caller = Caller(body.get("caller_pid"))
             self.run = Run(request, kind, bool(body.get("sync_progress")), caller, claim)
             self.wakeup.clear()
-            self.throttle.restart()
         thread = threading.Thread(
             target=self._run, args=(self.run, dest, atomic), name="backup", daemon=True
         )

@@ -97,7 +97,9 @@ class Throttle:
         self.chunk_started = self.started
 
     def restart(self) -> None:
-        """A new backup begins: time it from now (idle time earns no unthrottled burst)."""
+        """A copy begins: time it from now (idle time earns no unthrottled burst, and the
+        time spent pinning and rolling puts it behind no floor).  Called by the copying
+        thread, since ``on_pace`` acts on the thread that calls it."""
         self.started, self.sent = self.clock(), 0
         self.chunk_started = self.started
         self._pace(False)
@@ -136,33 +138,35 @@ class LogActivity:
     """Whether commits are arriving: the live log generation was written within ``window``
     seconds (its mtime, which every append updates; no message to any actor).
 
-    The newest generation is looked up again at most every ``relist`` seconds, so a
-    roll is noticed late by that much at worst.
+    The newest generation is looked up again whenever the one known looks idle (at most
+    once per ``window``): after a roll the old one is idle at once, the new one busy.
     """
 
-    def __init__(
-        self, logs_dir: str, window: float = 0.1, relist: float = 0.5, clock=time.time
-    ) -> None:
-        self.logs_dir, self.window, self.relist, self.clock = logs_dir, window, relist, clock
+    def __init__(self, logs_dir: str, window: float = 0.1, clock=time.time) -> None:
+        self.logs_dir, self.window, self.clock = logs_dir, window, clock
         self.current: str | None = None
         self.listed = float("-inf")
 
     def __call__(self) -> bool:
         now = self.clock()
-        if self.current is None or now - self.listed > self.relist:
-            generations = list_generations(DEFAULT_ENV, self.logs_dir)
-            self.listed = now
-            self.current = (
-                os.path.join(self.logs_dir, generation_file_name(generations[-1]))
-                if generations
-                else None
-            )
+        if self._written_since(now - self.window):
+            return True
+        if now - self.listed < self.window:
+            return False
+        self.listed = now
+        generations = list_generations(DEFAULT_ENV, self.logs_dir)
+        if not generations:
+            self.current = None
+            return False
+        self.current = os.path.join(self.logs_dir, generation_file_name(generations[-1]))
+        return self._written_since(now - self.window)
+
+    def _written_since(self, moment: float) -> bool:
         if self.current is None:
             return False
         try:
-            return now - os.stat(self.current).st_mtime < self.window
-        except OSError:
-            self.current = None  # rolled and truncated meanwhile
+            return os.stat(self.current).st_mtime > moment
+        except OSError:  # rolled and truncated meanwhile
             return False
 
 
@@ -255,6 +259,8 @@ def copy_database(
     try:
         total = checkpoint_bytes(meta, src)
         report(Progress("progress", "pages", 0, total, DB_FILE))
+        if throttle is not None:
+            throttle.restart()
         crc, position, done = 0, 0, 0
 
         def put(data: bytes, offset: int) -> None:
@@ -337,6 +343,8 @@ def copy_generations(
     names = [generation_file_name(g) for g in range(gen_low, gen_high + 1)]
     total = sum(os.path.getsize(os.path.join(source_logs, name)) for name in names)
     done, entries = 0, {}
+    if throttle is not None:
+        throttle.restart()
     for name in names:
         should_stop()
         size, crc = _copy_file(
@@ -574,6 +582,12 @@ def restore(
     report = status or _no_report
     dest_dir = fspath(dest_dir)
     directory, manifest = locate_backup(fspath(backup_dir))
+    if log_dir is not None and not os.path.isdir(fspath(log_dir)):
+        # Restoring without the log asked for would "succeed" short of every commit in it.
+        raise JetError(
+            "JET_errInvalidPath",
+            f"log directory {fspath(log_dir)} to roll forward through: no such directory",
+        )
     resuming = _check_destination(dest_dir, manifest)
     checked = verify_backup(backup_dir, env=env, report=report)
     dest_db, dest_logs = os.path.join(dest_dir, DB_FILE), os.path.join(dest_dir, LOG_DIR)
@@ -596,7 +610,9 @@ def restore(
             )
             copied += size
             report(Progress("progress", "logs", copied, total, name))
-        rolled = _roll_forward(env, manifest, fspath(log_dir), dest_logs) if log_dir else []
+        rolled = (
+            _roll_forward(env, manifest, fspath(log_dir), dest_logs) if log_dir is not None else []
+        )
         env.sync_dir(dest_logs)
         env.sync_dir(dest_dir)
         report(Progress("progress", "replay", 0, total))
@@ -662,7 +678,7 @@ def _roll_forward(env: Env, manifest: dict, log_dir: str, dest_logs: str) -> lis
     database's log restarted after logging=False or a lost log directory), fails the
     restore naming where the log breaks.  Generations up to gen_high are the backup's own.
     """
-    present = list_generations(env, log_dir) if os.path.isdir(log_dir) else []
+    present = list_generations(env, log_dir)
     signature = bytes.fromhex(manifest["log_signature"])
     following = [g for g in present if g > manifest["gen_high"]]
     rolled = []

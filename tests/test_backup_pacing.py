@@ -99,7 +99,7 @@ def test_ceiling_holds_the_copy_to_its_rate():
 
 def test_log_activity_follows_the_live_generation(tmp_path):
     now = [5000.0]
-    activity = LogActivity(str(tmp_path), window=0.1, relist=0.5, clock=lambda: now[0])
+    activity = LogActivity(str(tmp_path), window=0.1, clock=lambda: now[0])
     assert activity() is False  # no generation at all
     now[0] += 1
     live = tmp_path / generation_file_name(7)
@@ -109,6 +109,12 @@ def test_log_activity_follows_the_live_generation(tmp_path):
     now[0] += 0.2
     assert activity() is False  # nothing for 250 ms
     os.utime(live, (now[0], now[0]))
+    assert activity() is True
+    now[0] += 0.15  # the newest generation is looked up again at most once a window
+    rolled = tmp_path / generation_file_name(8)  # a roll: the old generation goes quiet
+    rolled.write_bytes(b"\0" * 64)
+    os.utime(rolled, (now[0], now[0]))
+    os.utime(live, (now[0] - 1, now[0] - 1))
     assert activity() is True
 
 

@@ -173,3 +173,17 @@ def test_roll_forward_after_a_log_restart_restores_every_commit(tmp_path):
     assert result["rolled_forward"], "the live log continues the new stream's backup"
     with Instance.open(tmp_path / "out", create=False) as out:
         assert contents(out) == expected(first, old, unlogged, logged)
+
+
+def test_roll_forward_from_a_missing_log_directory_is_refused(tmp_path):
+    """Asked to roll forward, a restore that found no log would succeed short of it."""
+    src = tmp_path / "src"
+    with open_source(src) as inst:
+        commit(inst, "a", 5)
+        (tmp_path / "bk").mkdir()
+        inst.backup(tmp_path / "bk")
+    missing = tmp_path / "no-such-logs"
+    with raises_jet(-1023, "JET_errInvalidPath") as info:
+        restore(tmp_path / "bk", tmp_path / "out", log_dir=missing)
+    assert str(missing) in info.value.message
+    assert not (tmp_path / "out").exists()  # refused before anything was written

@@ -146,6 +146,7 @@ class Trial:
         self.recorded_full: str | None = None  # the meta's last full backup, after reopening
         self.counts: Counter = Counter()
         self.neighbour: Instance | None = None  # a second instance, for shared destinations
+        self.shared_races = 0
 
     # -- the run ------------------------------------------------------------------
     def run(self) -> None:
@@ -284,7 +285,9 @@ class Trial:
             session.create_table("t")
             for key, value in NEIGHBOUR_KEYS.items():
                 session.put("t", key, value)
-        dest = os.path.join(self.path, f"shared{len(self.backups)}")
+        # Not numbered by self.backups: a race the neighbour won adds no record there.
+        self.shared_races += 1
+        dest = os.path.join(self.path, f"shared{self.shared_races}")
         os.makedirs(dest)
         outcomes: dict = {}
 
