@@ -291,13 +291,7 @@ class Storage:
                     f"and {self.logs_path} holds no generation",
                 )
             if meta.state == DB_JUST_CREATED:
-                self.log = LogStream.create(
-                    self.env,
-                    self.logs_path,
-                    log_file_size=self.log_file_size,
-                    signature=meta.log_signature,
-                    circular=self.circular,
-                )
+                self._create_log(meta.log_signature, first_generation=1)
             else:
                 self._restart_log(generations, f"{self.logs_path} held no log generation")
             return
@@ -324,6 +318,16 @@ class Storage:
             end_lsn=reader.end_lsn,
         )
 
+    def _create_log(self, signature: bytes, first_generation: int) -> None:
+        self.log = LogStream.create(
+            self.env,
+            self.logs_path,
+            log_file_size=self.log_file_size,
+            signature=signature,
+            circular=self.circular,
+            first_generation=first_generation,
+        )
+
     def _restart_log(self, generations: list[int], reason: str) -> None:
         """Start a new log stream because the old one misses commits the trees hold.
 
@@ -337,14 +341,7 @@ class Storage:
         known += [meta.last_full.gen_high, meta.last_incremental.gen_high]
         first = max(known) + 1
         signature = secrets.token_bytes(16)
-        self.log = LogStream.create(
-            self.env,
-            self.logs_path,
-            log_file_size=self.log_file_size,
-            signature=signature,
-            circular=self.circular,
-            first_generation=first,
-        )
+        self._create_log(signature, first_generation=first)
         # Both take effect in the meta the open's checkpoint writes next.
         self.meta = meta.evolve(log_signature=signature, flags=meta.flags & ~FLAG_UNLOGGED)
         self.backup_history = (BackupRecord(), BackupRecord())
