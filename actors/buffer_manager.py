@@ -71,6 +71,7 @@ class ShippingLog:
 
     def __init__(self, end_lsn: int, generation: int) -> None:
         self.queue: list[bytes] = []
+        self.queued_bytes = 0  # of the records in queue: the next batch's size
         self.appended = 0  # records handed to append() so far
         self.durable = 0  # records the log writer reported durable
         self.end_lsn = end_lsn  # position after the last durable record
@@ -79,8 +80,14 @@ class ShippingLog:
 
     def append(self, payload: bytes) -> int:
         self.queue.append(payload)
+        self.queued_bytes += len(payload)
         self.appended += 1
         return self.end_lsn
+
+    def take(self) -> list[bytes]:
+        """The queued records, for one batch to the log writer; the queue starts over."""
+        records, self.queue, self.queued_bytes = self.queue, [], 0
+        return records
 
     def sync(self) -> int:
         return self.end_lsn  # durability is reported asynchronously
@@ -216,8 +223,7 @@ class BufferManager:
         """
         if self.log is None or not self.log.queue:
             return
-        queued = sum(map(len, self.log.queue))
-        if queued + write_set_size(writes) <= codec.MAX_FRAME - codec.FRAME_HEADROOM:
+        if self.log.queued_bytes + write_set_size(writes) <= codec.MAX_FRAME - codec.FRAME_HEADROOM:
             return
         self.ship()
         if self.log.queue:
@@ -279,7 +285,7 @@ class BufferManager:
         self.next_batch += 1
         first = self.log.appended - len(self.log.queue)
         self.batches[batch] = first
-        records, self.log.queue = self.log.queue, []
+        records = self.log.take()
         self.to_log.send(codec.encode(0, "append", {"batch": batch, "records": records}))
 
     def on_log_event(self, frame: bytes) -> None:

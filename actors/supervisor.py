@@ -83,20 +83,20 @@ ACTOR_MAINS = {
 ESSENTIAL = ("buffer_manager", "log_writer")
 
 
-def process_is_stopped(pid: int) -> bool:
-    """Whether the kernel holds ``pid`` stopped (or it is gone): silence then is no starving."""
-    try:
-        return psutil.Process(pid).status() in STOPPED_STATES
-    except psutil.Error:
-        return True
-
-
 STOPPED_STATES = (
     psutil.STATUS_STOPPED,
     psutil.STATUS_TRACING_STOP,
     psutil.STATUS_ZOMBIE,
     psutil.STATUS_DEAD,
 )
+
+
+def process_is_stopped(pid: int) -> bool:
+    """Whether the kernel holds ``pid`` stopped (or it is gone): silence then is no starving."""
+    try:
+        return psutil.Process(pid).status() in STOPPED_STATES
+    except psutil.Error:
+        return True
 
 
 def process_context():

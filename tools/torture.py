@@ -319,11 +319,10 @@ class Trial:
 
     def check_neighbour_backup(self, dest: str) -> None:
         """The winner of a race was the second instance: its backup must be exactly its own."""
-        out = os.path.join(self.path, f"restored{len(os.listdir(self.path))}")
+        out = self.restore_dir()
         try:
             restore(dest, out)
-            with Instance.open(out) as restored:
-                stored = dict(restored.session().scan("t"))
+            stored = stored_rows(out)
         except JetError as exc:
             self.violations.append(f"the neighbour's backup in {dest} does not restore: {exc}")
             return
@@ -331,6 +330,10 @@ class Trial:
             self.violations.append(f"the neighbour's backup in {dest} restored other keys")
 
     # -- the checks -------------------------------------------------------------------
+    def restore_dir(self) -> str:
+        """A new directory name to restore into."""
+        return os.path.join(self.path, f"restored{len(os.listdir(self.path))}")
+
     def check(self) -> None:
         with Instance.open(self.instance_dir, **OPTIONS) as inst:
             session = inst.session()
@@ -391,15 +394,13 @@ class Trial:
                     self.violations.append(f"{where}: wrong value for {key!r}")
 
     def check_backup(self, record: dict, exact: bool) -> None:
-        out = os.path.join(self.path, f"restored{len(os.listdir(self.path))}")
+        out = self.restore_dir()
         try:
             verify_backup(record["dest"])
             if self.rng.random() < 0.5:
                 self.kill_restore(record["dest"], out)
             restore(record["dest"], out)
-            with Instance.open(out) as restored:
-                session = restored.session()
-                stored = dict(session.scan("t")) if "t" in session.list_tables() else {}
+            stored = stored_rows(out)
         except JetError as exc:
             self.violations.append(
                 f"backup {record['kind']} in {record['dest']} reported "
@@ -438,12 +439,10 @@ class Trial:
     def check_roll_forward(self, record: dict) -> None:
         """A restore rolled forward through the live log holds every acknowledged commit,
         or fails because a piece of that log is gone; it never succeeds short."""
-        out = os.path.join(self.path, f"restored{len(os.listdir(self.path))}")
+        out = self.restore_dir()
         try:
             restore(record["dest"], out, log_dir=os.path.join(self.instance_dir, LOG_DIR))
-            with Instance.open(out) as restored:
-                session = restored.session()
-                stored = dict(session.scan("t")) if "t" in session.list_tables() else {}
+            stored = stored_rows(out)
         except JetError as exc:
             if exc.name not in LOG_GAP_ERRORS:
                 self.violations.append(f"roll-forward of {record['dest']} failed: {exc}")
@@ -487,6 +486,13 @@ class Trial:
         self.counts["backups completed but unreported"] += 1
         self.check_backup({**record, "roll_lsn": manifest["chain"][-1]["roll_lsn"]}, exact=True)
         return True
+
+
+def stored_rows(path: str) -> dict:
+    """Every row of table "t" of the instance in ``path`` (none if there is no such table)."""
+    with Instance.open(path) as inst:
+        session = inst.session()
+        return dict(session.scan("t")) if "t" in session.list_tables() else {}
 
 
 def _snapshot(directory: str | None) -> set[str]:
