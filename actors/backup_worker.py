@@ -135,7 +135,7 @@ class Run:
     acked: threading.Event = field(default_factory=threading.Event)
     published: bool = False  # past this point the backup succeeds whatever happens
     pins: dict = field(default_factory=dict)  # seq (buffer manager), generation (log writer)
-    started: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=time.monotonic)  # what seconds and steps_ms count from
     steps_ms: dict = field(default_factory=dict)  # when each named step was reached
     written: dict = field(default_factory=dict)  # tree, created, swapped, recorded, ...
 
@@ -321,7 +321,6 @@ class BackupWorker:
 
     def _run(self, run: Run, dest: str | None, atomic: bool) -> None:
         copy_yields(False)
-        started = time.monotonic()
         self.events.emit("backup-begin", kind=run.kind, dest=dest, atomic=atomic)
         try:
             if run.kind == "truncate":
@@ -330,7 +329,7 @@ class BackupWorker:
                 result = self.full(run, dest, atomic)
             else:
                 result = self.incremental(run, dest)
-            result["seconds"] = round(time.monotonic() - started, 3)
+            result["seconds"] = round(time.monotonic() - run.started, 3)
             self.events.emit("backup-complete", kind=run.kind, steps_ms=run.steps_ms, **result)
             self.outbox.put(self.router, run.request, "ok", result)
         except BaseException as exc:  # noqa: BLE001 - every failure is reported, none kills us
@@ -342,7 +341,7 @@ class BackupWorker:
                 error,
                 kind=run.kind,
                 dest=dest,
-                seconds=round(time.monotonic() - started, 3),
+                seconds=round(time.monotonic() - run.started, 3),
             )
             self.outbox.put(self.router, run.request, "error", error)
         finally:
@@ -453,7 +452,8 @@ class BackupWorker:
             steps.write_manifest(self.env, work, manifest)
             self.at(run, "manifest-written")
             if atomic:
-                run.written = {"swapped": True, "tree": work}
+                had_previous = os.path.isdir(os.path.join(dest, steps.ATOMIC_NEW))
+                run.written = {"swapped": True, "had_previous": had_previous}
                 self.mark(run)
                 steps.swap_atomic(self.env, dest, step=step)
             checkpoint = self.record(False, entry, manifest)
@@ -622,14 +622,14 @@ class BackupWorker:
 
     def _unpin(self, pins: dict) -> None:
         """Release both pins, whatever happened; a failure here is only logged."""
-        for channel, kind, field_name, body_name in (
-            (self.bm, "unpin_checkpoint", "seq", "seq"),
-            (self.lw, "unpin", "generation", "generation"),
+        for channel, kind, name in (
+            (self.bm, "unpin_checkpoint", "seq"),
+            (self.lw, "unpin", "generation"),
         ):
-            if pins.get(field_name) is None:
+            if pins.get(name) is None:
                 continue
             try:
-                self._call(channel, kind, {body_name: pins[field_name]})
+                self._call(channel, kind, {name: pins[name]})
             except JetError as exc:
                 self.events.failure("unpin-fail", exc, kind=kind)
 
@@ -716,9 +716,10 @@ class BackupWorker:
                 if written.get("swapped"):
                     steps.finish_atomic(self.env, dest)
                 return
-            self._remove(written.get("tree"), written.get("created", []))
-            if written.get("swapped"):
-                steps.undo_atomic(self.env, dest)
+            if written.get("swapped"):  # temp, the failed backup, goes in the undo
+                steps.undo_atomic(self.env, dest, written.get("had_previous", True))
+            else:
+                self._remove(written.get("tree"), written.get("created", []))
             previous = written.get("previous_manifest")
             if previous and steps.read_manifest(written["directory"]) != previous:
                 steps.write_manifest(self.env, written["directory"], previous)

@@ -454,14 +454,27 @@ def finish_atomic(env: Env, destination: str) -> None:
     env.sync_dir(destination)
 
 
-def undo_atomic(env: Env, destination: str) -> None:
-    """The swapped-in backup failed after all: the previous one becomes new again."""
-    new, old = os.path.join(destination, ATOMIC_NEW), os.path.join(destination, ATOMIC_OLD)
-    if os.path.isdir(old):
+def undo_atomic(env: Env, destination: str, had_previous: bool) -> None:
+    """Put back the backup that was in new before ``swap_atomic`` began (``had_previous``:
+    there was one), wherever the swap - or an earlier undo - stopped, and drop the one
+    that failed.  Repeatable: a worker killed half-way through leaves its successor a
+    directory it undoes the same way.
+
+    Where the swap stopped is read from the directory: temp still there means the failed
+    backup was never placed (new, or old if new had moved already, is the previous one);
+    without temp, old is the previous backup if it is there, and new is the failed one
+    unless there was a previous backup and an undo has already moved it back.
+    """
+    temp, new, old = (os.path.join(destination, n) for n in (ATOMIC_TEMP, ATOMIC_NEW, ATOMIC_OLD))
+    if os.path.isdir(temp):
+        if os.path.isdir(old) and not os.path.isdir(new):
+            env.rename(old, new)
+        shutil.rmtree(temp, ignore_errors=True)
+    elif os.path.isdir(old):
         shutil.rmtree(new, ignore_errors=True)
         env.rename(old, new)
-    else:
-        shutil.rmtree(new, ignore_errors=True)  # there was no previous backup
+    elif not had_previous:
+        shutil.rmtree(new, ignore_errors=True)
     env.sync_dir(destination)
 
 

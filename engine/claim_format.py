@@ -8,16 +8,20 @@ once on the lock and touches nothing.  The lock belongs to the open file, so the
 kernel releases it when its process dies: a claim file that can be locked but is
 not empty was left by a killed backup (stale).
 
-Layout: the file holds one JSON object, rewritten in place (never renamed: the
-lock is on the inode, and a rename would let a second owner lock a new one):
+Layout: one JSON object per line, each appended and fsynced (never renamed: the
+lock is on the inode, and a rename would let a second owner lock a new one; never
+rewritten in place: a kill between truncating and writing would lose the state):
 
-    {"format": 1, "token": "<hex>", "pid": int, "state": {...}, "crc32c": int}
+    {"format": 1, "token": "<hex>", "pid": int, "state": {...}, "crc32c": int}\n
 
-``state`` is what the owner has written into DEST so far (the paths it created,
-the atomic swap's progress, the manifest it replaced), so the next owner can undo a
-stale claim's leftovers, and ``token`` lets a replacement backup worker tell its
-dead predecessor's claim from one another backup has taken since.  ``crc32c``
-covers the JSON of the other fields; a torn or foreign file reads as no state.
+The last line that decodes is the claim.  ``state`` is what the owner has written,
+or is about to write, into DEST (the paths it creates, the atomic swap's progress,
+the manifest it replaces): each is recorded before the work it describes, so a torn
+last line leaves the line before it, which still covers everything done.  The next
+owner undoes a stale claim's leftovers from it, and ``token`` lets a replacement
+backup worker tell its dead predecessor's claim from one another backup has taken
+since.  ``crc32c`` covers the JSON of the other fields; a torn or foreign line reads
+as no state.
 """
 
 from __future__ import annotations
@@ -39,11 +43,11 @@ FORMAT = 1
 def _encode(token: str, state: dict) -> bytes:
     body = {"format": FORMAT, "token": token, "pid": os.getpid(), "state": state}
     crc = crc32c.crc32c(json.dumps(body, sort_keys=True).encode())
-    return json.dumps({**body, "crc32c": crc}, sort_keys=True).encode()
+    return json.dumps({**body, "crc32c": crc}, sort_keys=True).encode() + b"\n"
 
 
-def _decode(raw: bytes) -> dict | None:
-    """The claim's fields, or None for an empty, torn or foreign file."""
+def _decode_line(raw: bytes) -> dict | None:
+    """One line's fields, or None for a torn or foreign line."""
     try:
         claim = json.loads(raw)
         crc = claim.pop("crc32c")
@@ -54,6 +58,16 @@ def _decode(raw: bytes) -> dict | None:
     ):
         return None
     return claim
+
+
+def _read(fd: int) -> dict | None:
+    """The claim's fields: its last line that decodes; None for an empty or foreign file."""
+    raw = os.pread(fd, os.fstat(fd).st_size, 0)
+    for line in reversed(raw.split(b"\n")):
+        claim = _decode_line(line)
+        if claim is not None:
+            return claim
+    return None
 
 
 def new_token() -> str:
@@ -87,7 +101,7 @@ class DestinationClaim:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = _decode(os.pread(fd, 1 << 16, 0)) or {}
+                holder = _read(fd) or {}
                 os.close(fd)
                 raise JetError(
                     "JET_errBackupInProgress",
@@ -101,15 +115,14 @@ class DestinationClaim:
             except FileNotFoundError:
                 same = False
             if same:
-                return cls(dest, fd, token or new_token(), _decode(os.pread(fd, 1 << 16, 0)))
+                return cls(dest, fd, token or new_token(), _read(fd))
             os.close(fd)
 
     def record(self, state: dict) -> None:
         """What this backup has written into DEST so far; durable before it writes more."""
         data = _encode(self.token, state)
         try:
-            os.ftruncate(self.fd, 0)
-            os.pwrite(self.fd, data, 0)
+            os.pwrite(self.fd, data, os.fstat(self.fd).st_size)
             os.fsync(self.fd)
         except OSError as exc:
             raise io_error(exc, f"writing the backup claim {self.path}") from None

@@ -180,6 +180,28 @@ def test_a_claim_left_by_a_killed_instance_is_undone_by_the_next_backup(tmp_path
     assert restored_contents(dest, tmp_path / "out") == written
 
 
+def test_a_claim_torn_by_a_kill_mid_record_still_names_what_was_written(tmp_path):
+    """A backup killed while appending its next state leaves a torn last line: the next
+    owner undoes from the line before it, which covers everything done (each state is
+    recorded before the work it describes)."""
+    from jetstore.engine.claim_format import DestinationClaim, _encode
+
+    dead = DestinationClaim.take(str(tmp_path), "feedface")
+    dead.record({"created": ["a"]})
+    dead.record({"created": ["a", "b"]})
+    torn = _encode("feedface", {"swapped": True, "had_previous": True})
+    os.pwrite(dead.fd, torn[: len(torn) // 2], os.fstat(dead.fd).st_size)  # appended, torn
+    os.close(dead.fd)  # killed: the kernel drops the lock, the file stays
+
+    claim = DestinationClaim.take(str(tmp_path))
+    try:
+        assert claim.left["state"] == {"created": ["a", "b"]}
+        assert claim.holds("feedface") == {"created": ["a", "b"]}
+    finally:
+        claim.release()
+    assert CLAIM_FILE not in os.listdir(tmp_path)
+
+
 # -- a full destination -------------------------------------------------------------
 
 

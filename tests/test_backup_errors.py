@@ -973,3 +973,38 @@ def test_a_failure_at_the_complete_event_is_all_or_nothing(how, tmp_path, opened
         assert inst._control_call("backup_info") == info, f"{exc!r} recorded the backup"
     else:
         assert verify_backup(dest)["backup_id"] == result["backup_id"]
+
+
+# -- an atomic swap undone wherever it stopped ---------------------------------------
+
+SWAP_STOPS = {
+    # name: (was there a previous backup, what the directory holds when the undo runs)
+    "marked, not begun": (True, {"new": "previous", "temp": "failed"}),
+    "previous moved to old": (True, {"old": "previous", "temp": "failed"}),
+    "failed placed as new": (True, {"old": "previous", "new": "failed"}),
+    "undo cut after removing new": (True, {"old": "previous"}),
+    "undo done, run again": (True, {"new": "previous"}),
+    "no previous, not begun": (False, {"temp": "failed"}),
+    "no previous, failed placed": (False, {"new": "failed"}),
+}
+
+
+@pytest.mark.parametrize("stop", list(SWAP_STOPS))
+def test_undo_of_an_atomic_swap_keeps_the_previous_backup_wherever_it_stopped(stop, tmp_path):
+    """A worker killed between marking the swap and finishing it (or its undo) leaves one of
+    these directories; undoing it - twice, as a successor killed mid-undo would - leaves
+    exactly the previous backup in new, or nothing if there was none."""
+    from jetstore.engine.backup import undo_atomic
+    from jetstore.engine.fileio import DEFAULT_ENV
+
+    had_previous, layout = SWAP_STOPS[stop]
+    for name, which in layout.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "MANIFEST").write_text(which)
+    for _ in range(2):
+        undo_atomic(DEFAULT_ENV, str(tmp_path), had_previous)
+    if had_previous:
+        assert sorted(os.listdir(tmp_path)) == ["new"]
+        assert (tmp_path / "new" / "MANIFEST").read_text() == "previous"
+    else:
+        assert os.listdir(tmp_path) == []
