@@ -30,7 +30,7 @@ import psutil
 import zmq
 
 from jetstore.engine import backup as steps
-from jetstore.engine.backup import LogActivity, Progress, Throttle
+from jetstore.engine.backup import CATCH_UP, STEADY, YIELD, LogActivity, Progress, Throttle
 from jetstore.engine.claim_format import CLAIM_FILE, DestinationClaim, new_token
 from jetstore.engine.client import Channel
 from jetstore.engine.errors import JetError
@@ -320,7 +320,7 @@ class BackupWorker:
         run.caller.check(time.monotonic())
 
     def _run(self, run: Run, dest: str | None, atomic: bool) -> None:
-        copy_yields(False)
+        copy_yields(STEADY)
         self.events.emit("backup-begin", kind=run.kind, dest=dest, atomic=atomic)
         try:
             if run.kind == "truncate":
@@ -780,9 +780,9 @@ def _chain_directory(dest: str, info: dict) -> tuple[str, dict]:
 BACKUP_NICENESS = 10  # the worker's loop and heartbeat yield the CPU to commits
 
 
-def copy_yields(behind: bool) -> None:
-    """The calling thread - the one copying a backup - yields the CPU to commits, unless
-    the copy has fallen behind its floor rate (Throttle.min_rate).
+def copy_yields(pace: str) -> None:
+    """How the calling thread - the one copying a backup - shares the CPU (Throttle's
+    YIELD, CATCH_UP or STEADY).
 
     Yielding is SCHED_IDLE (Linux): niceness alone let a commit waking on the core that
     runs the copy wait out the copy's time slice (a steady 25-30% loss of commit
@@ -791,16 +791,19 @@ def copy_yields(behind: bool) -> None:
     CPU - and holding the GIL meanwhile, it stalls the worker's loop too - so behind the
     floor it runs as an ordinary thread at niceness 0 until it catches up (at the
     worker's niceness, 10, it got a tenth of a core beside two CPU-bound neighbours:
-    below the floor).
+    below the floor).  Outside a copy (pinning, rolling, publishing: short steps that
+    mostly wait for other actors) it is an ordinary thread at the worker's niceness, so
+    that three committing clients on two cores do not starve a small backup's fixed
+    steps.
     """
     if hasattr(os, "SCHED_IDLE"):
-        policy = os.SCHED_OTHER if behind else os.SCHED_IDLE
+        policy = os.SCHED_IDLE if pace == YIELD else os.SCHED_OTHER
         try:
             os.sched_setscheduler(0, policy, os.sched_param(0))
         except OSError:
             pass  # a sandbox may forbid it; the copy then runs at the worker's niceness
     try:  # per thread on Linux; raising a thread's priority needs CAP_SYS_NICE
-        niceness = 0 if behind else BACKUP_NICENESS
+        niceness = 0 if pace == CATCH_UP else BACKUP_NICENESS
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
     except OSError:
         pass  # without the capability the copy keeps the worker's niceness

@@ -18,6 +18,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import crc32c
@@ -26,7 +27,7 @@ from . import manifest_format, restore_marker
 from .errors import JetError
 from .fileio import DEFAULT_ENV, Env, File
 from .log import LogReader, list_generations
-from .log_format import generation_file_name, make_lsn
+from .log_format import generation_file_name, lsn_gen, make_lsn
 from .meta_format import META_SLOTS, Meta
 from .page_format import verify_page, zero_page
 from .pager import WRITE_BATCH_PAGES, Pager, used_pages
@@ -57,16 +58,23 @@ FOREGROUND_SHARE = 0.4
 CATCH_UP_S = 0.5
 
 
+# How the copying thread runs (``Throttle.on_pace``): it yields the CPU while it keeps
+# ahead of its floor, catches up without yielding while behind, and is an ordinary
+# thread of the backup worker outside a copy (pinning, rolling, publishing).
+YIELD, CATCH_UP, STEADY = "yield", "catch-up", "steady"
+
+
 class Throttle:
     """Paces a backup's copy between a ceiling and a floor, both in bytes per second.
 
     ``rate`` (0: unlimited) caps the copy; it may change while a backup runs.
     ``min_rate`` is the floor of a copy that yields to other work: ``on_pace`` is told
-    whenever the copy falls behind it (True) or catches up again (False), so the
-    copier can stop yielding while behind - a backup under a saturating load still
-    ends in a bounded time, and the log it retains stays bounded.
-    ``foreground()`` says whether commits are arriving; while they are (and the copy is
-    not behind its floor) the copy keeps to ``share`` of the time (FOREGROUND_SHARE).
+    YIELD when a copy starts, CATCH_UP whenever it falls behind the floor, YIELD when it
+    leads again and STEADY when it ends, so the copier can stop yielding while behind -
+    a backup under a saturating load still ends in a bounded time, and the log it
+    retains stays bounded.  ``foreground()`` says whether commits are arriving; while
+    they are (and the copy is not behind its floor) the copy keeps to ``share`` of the
+    time (FOREGROUND_SHARE).
     """
 
     def __init__(
@@ -76,14 +84,18 @@ class Throttle:
         sleep=time.sleep,
         *,
         min_rate: int = MIN_BACKUP_RATE,
-        on_pace: Callable[[bool], None] = lambda behind: None,
+        on_pace: Callable[[str], None] = lambda pace: None,
         foreground: Callable[[], bool] = lambda: False,
         share: float = FOREGROUND_SHARE,
     ) -> None:
         self.clock, self.sleep, self.on_pace = clock, sleep, on_pace
         self.foreground, self.share = foreground, share
-        self.behind = False
+        self.pace = STEADY
         self.set_rate(rate, min_rate)
+
+    @property
+    def behind(self) -> bool:
+        return self.pace == CATCH_UP
 
     def set_rate(self, rate: int, min_rate: int | None = None) -> None:
         for name, value in (("rate", rate), ("min_rate", min_rate)):
@@ -96,15 +108,21 @@ class Throttle:
         self.rate, self.started, self.sent = rate, self.clock(), 0
         self.chunk_started = self.started
 
-    def restart(self) -> None:
-        """A copy begins: time it from now (idle time earns no unthrottled burst, and the
-        time spent pinning and rolling puts it behind no floor).  Called by the copying
-        thread, since ``on_pace`` acts on the thread that calls it."""
+    @contextmanager
+    def copying(self) -> Iterator[Throttle]:
+        """A copy runs: it is timed from now (idle time earns no unthrottled burst, and
+        the time spent pinning and rolling puts it behind no floor).  Entered by the
+        copying thread, since ``on_pace`` acts on the thread that calls it."""
         self.started, self.sent = self.clock(), 0
         self.chunk_started = self.started
-        self._pace(False)
+        self._pace(YIELD)
+        try:
+            yield self
+        finally:
+            self._pace(STEADY)
 
     def consume(self, size: int) -> None:
+        """``size`` bytes were copied (0: work that copies nothing, such as verifying)."""
         self.sent += size
         now = self.clock()
         elapsed, busy = now - self.started, now - self.chunk_started
@@ -119,16 +137,17 @@ class Throttle:
             # it: a copy that yields again the moment it reaches the floor falls back at
             # once beside busy neighbours and averages below it.
             lead = CATCH_UP_S if self.behind else 0.0
-            self._pace(floor > 0 and self.sent < floor * (elapsed + lead))
-            if not self.behind and self.share < 1 and self.foreground():
+            behind = floor > 0 and self.sent < floor * (elapsed + lead)
+            self._pace(CATCH_UP if behind else YIELD)
+            if not behind and self.share < 1 and self.foreground():
                 self.sleep(busy * (1 - self.share) / self.share)
         finally:
             self.chunk_started = self.clock()
 
-    def _pace(self, behind: bool) -> None:
-        if behind != self.behind:
-            self.behind = behind
-            self.on_pace(behind)
+    def _pace(self, pace: str) -> None:
+        if pace != self.pace:
+            self.pace = pace
+            self.on_pace(pace)
 
 
 Report = Callable[[Progress], None]
@@ -251,6 +270,7 @@ def copy_database(
     The copy holds the checkpoint's meta in its slot, zeros in the other slot
     and in every page the checkpoint does not use.
     """
+    throttle = throttle or Throttle(min_rate=0)
     src = env.open_read(source)
     meta = Meta.from_page(meta_page, meta_page_slot(meta_page), source)
     size = meta.page_size
@@ -259,8 +279,6 @@ def copy_database(
     try:
         total = checkpoint_bytes(meta, src)
         report(Progress("progress", "pages", 0, total, DB_FILE))
-        if throttle is not None:
-            throttle.restart()
         crc, position, done = 0, 0, 0
 
         def put(data: bytes, offset: int) -> None:
@@ -276,13 +294,13 @@ def copy_database(
 
         for slot in META_SLOTS:
             put(meta_page if slot == meta.slot else zero_page(size), slot * size)
-        for first, data in checkpoint_page_runs(src, meta):
-            should_stop()
-            put(data, first * size)
-            done += len(data)
-            if throttle is not None:
+        with throttle.copying():
+            for first, data in checkpoint_page_runs(src, meta):
+                should_stop()
+                put(data, first * size)
+                done += len(data)
                 throttle.consume(len(data))
-            report(Progress("progress", "pages", done, total, DB_FILE))
+                report(Progress("progress", "pages", done, total, DB_FILE))
         end = meta.page_count * size
         if position < end:
             put(b"", end)
@@ -309,15 +327,21 @@ def verify_generations(
     signature: bytes,
     context: str,
     all_closed: bool = True,
+    tick: Callable[[], None] = lambda: None,
 ) -> None:
     """Every header, chain link and record of generations gen_low..gen_high.  A backup's
-    are all closed (its roll closed them); a live log directory's last one may not be."""
+    are all closed (its roll closed them); a live log directory's last one may not be.
+    ``tick`` is called after every COPY_CHUNK or so of log verified (a throttle's beat)."""
     reader = LogReader(env, logs, signature=signature)
     records = reader.records(
         make_lsn(gen_low, 0), end_gen=gen_high, context=context, all_closed=all_closed
     )
-    for _record in records:
-        pass
+    ticked = make_lsn(gen_low, 0)
+    for record in records:
+        if lsn_gen(record.end_lsn) != lsn_gen(ticked) or record.end_lsn - ticked >= COPY_CHUNK:
+            tick()
+            ticked = record.end_lsn
+    tick()
 
 
 def copy_generations(
@@ -332,27 +356,40 @@ def copy_generations(
     throttle: Throttle | None = None,
     should_stop: Callable[[], None] = lambda: None,
 ) -> dict[str, dict]:
-    """Verify generations gen_low..gen_high in the live log, then copy them; manifest entries."""
-    try:
-        verify_generations(env, source_logs, gen_low, gen_high, signature, "backup")
-    except JetError as exc:
-        if exc.name in ("JET_errMissingLogFile", "JET_errMissingPreviousLogFile"):
-            raise JetError("JET_errMissingFileToBackup", exc.message) from exc
-        raise
-    env.makedirs(dest_logs)
+    """Verify generations gen_low..gen_high in the live log, then copy them; manifest entries.
+
+    The verifying read is paced with the copy: its time counts against the floor (a
+    verification starved beside busy neighbours puts the copy behind, so it stops
+    yielding) and it yields its share while commits arrive.
+    """
+    throttle = throttle or Throttle(min_rate=0)
     names = [generation_file_name(g) for g in range(gen_low, gen_high + 1)]
-    total = sum(os.path.getsize(os.path.join(source_logs, name)) for name in names)
     done, entries = 0, {}
-    if throttle is not None:
-        throttle.restart()
-    for name in names:
-        should_stop()
-        size, crc = _copy_file(
-            env, os.path.join(source_logs, name), os.path.join(dest_logs, name), throttle
-        )
-        done += size
-        entries[f"{LOG_DIR}/{name}"] = {"size": size, "crc32c": crc}
-        report(Progress("progress", "logs", done, total, f"{LOG_DIR}/{name}"))
+    with throttle.copying():
+        try:
+            verify_generations(
+                env,
+                source_logs,
+                gen_low,
+                gen_high,
+                signature,
+                "backup",
+                tick=lambda: throttle.consume(0),
+            )
+        except JetError as exc:
+            if exc.name in ("JET_errMissingLogFile", "JET_errMissingPreviousLogFile"):
+                raise JetError("JET_errMissingFileToBackup", exc.message) from exc
+            raise
+        env.makedirs(dest_logs)
+        total = sum(os.path.getsize(os.path.join(source_logs, name)) for name in names)
+        for name in names:
+            should_stop()
+            size, crc = _copy_file(
+                env, os.path.join(source_logs, name), os.path.join(dest_logs, name), throttle
+            )
+            done += size
+            entries[f"{LOG_DIR}/{name}"] = {"size": size, "crc32c": crc}
+            report(Progress("progress", "logs", done, total, f"{LOG_DIR}/{name}"))
     env.sync_dir(dest_logs)
     return entries
 
@@ -370,7 +407,7 @@ def _copy_file(
             crc = crc32c.crc32c(chunk, value=crc)
             offset += len(chunk)
             streamed.wrote_up_to(offset)
-            if throttle is not None:
+            if throttle is not None:  # a restore's copies run flat out
                 throttle.consume(len(chunk))
         dest.sync()
         return offset, crc

@@ -17,8 +17,19 @@ import pytest
 import zmq
 
 from jetstore.actors.runtime import Outbox, Request
-from jetstore.engine.backup import CATCH_UP_S, LogActivity, Throttle
+from jetstore.engine.backup import (
+    CATCH_UP,
+    CATCH_UP_S,
+    STEADY,
+    YIELD,
+    LogActivity,
+    Throttle,
+    verify_generations,
+)
+from jetstore.engine.fileio import DEFAULT_ENV
+from jetstore.engine.log import list_generations
 from jetstore.engine.log_format import generation_file_name
+from jetstore.engine.storage import LOG_DIR, Storage
 from jetstore.protocol import codec
 
 
@@ -38,7 +49,7 @@ class FakeTime:
 
 
 def make_throttle(fake: FakeTime, *, foreground: bool, **options) -> tuple[Throttle, list]:
-    paces: list[bool] = []
+    paces: list[str] = []
     throttle = Throttle(
         clock=fake.clock,
         sleep=fake.sleep,
@@ -46,8 +57,6 @@ def make_throttle(fake: FakeTime, *, foreground: bool, **options) -> tuple[Throt
         foreground=lambda: foreground,
         **options,
     )
-    throttle.restart()
-    paces.clear()
     return throttle, paces
 
 
@@ -60,17 +69,19 @@ def copy_chunk(fake: FakeTime, throttle: Throttle, seconds: float, size: int = 1
 def test_copy_keeps_to_its_share_while_commits_arrive():
     fake = FakeTime()
     throttle, paces = make_throttle(fake, foreground=True, share=0.4, min_rate=0)
-    for _ in range(10):
-        copy_chunk(fake, throttle, 0.01)
+    with throttle.copying():
+        for _ in range(10):
+            copy_chunk(fake, throttle, 0.01)
     assert fake.slept == pytest.approx([0.015] * 10)  # 0.01 busy, 0.015 yielded: 40%
-    assert paces == []
+    assert paces == [YIELD, STEADY]
 
 
 def test_copy_runs_flat_out_without_commits():
     fake = FakeTime()
     throttle, _ = make_throttle(fake, foreground=False, share=0.4, min_rate=0)
-    for _ in range(10):
-        copy_chunk(fake, throttle, 0.01)
+    with throttle.copying():
+        for _ in range(10):
+            copy_chunk(fake, throttle, 0.01)
     assert fake.slept == []
 
 
@@ -78,22 +89,61 @@ def test_copy_behind_its_floor_stops_yielding_until_it_leads_again():
     fake = FakeTime()
     mib = 1 << 20
     throttle, paces = make_throttle(fake, foreground=True, share=0.4, min_rate=10 * mib)
-    copy_chunk(fake, throttle, 0.5)  # 1 MiB in 0.5 s: 2 MiB/s, far behind 10 MiB/s
-    assert paces == [True] and fake.slept == []
-    while throttle.behind:  # catching up at 100 MiB/s, without yielding
-        assert fake.slept == []
-        caught_up_at = fake.now + 0.01
-        copy_chunk(fake, throttle, 0.01)
-    assert throttle.sent >= 10 * mib * (caught_up_at - throttle.started + CATCH_UP_S)
-    assert paces == [True, False]
-    assert fake.slept == pytest.approx([0.015])  # the chunk that led yields again
+    with throttle.copying():
+        copy_chunk(fake, throttle, 0.5)  # 1 MiB in 0.5 s: 2 MiB/s, far behind 10 MiB/s
+        assert paces == [YIELD, CATCH_UP] and fake.slept == []
+        while throttle.behind:  # catching up at 100 MiB/s, without yielding
+            assert fake.slept == []
+            caught_up_at = fake.now + 0.01
+            copy_chunk(fake, throttle, 0.01)
+        assert throttle.sent >= 10 * mib * (caught_up_at - throttle.started + CATCH_UP_S)
+        assert fake.slept == pytest.approx([0.015])  # the chunk that led yields again
+    assert paces == [YIELD, CATCH_UP, YIELD, STEADY]
+
+
+def test_work_that_copies_nothing_counts_against_the_floor():
+    """A verifying read (ticks of 0 bytes) starved for 0.2 s puts the copy behind."""
+    fake = FakeTime()
+    throttle, paces = make_throttle(fake, foreground=True, share=0.4, min_rate=10 << 20)
+    with throttle.copying():
+        copy_chunk(fake, throttle, 0.2, size=0)
+        assert throttle.behind
+    assert paces == [YIELD, CATCH_UP, STEADY]
+
+
+def test_a_failed_copy_leaves_the_thread_steady():
+    fake = FakeTime()
+    throttle, paces = make_throttle(fake, foreground=False, min_rate=10 << 20)
+    with pytest.raises(OSError), throttle.copying():
+        copy_chunk(fake, throttle, 1.0)
+        raise OSError("the destination went away")
+    assert paces == [YIELD, CATCH_UP, STEADY]
+
+
+def test_verifying_a_generation_ticks_per_chunk(tmp_path):
+    """The backup's verifying read of the live log beats the throttle as it goes."""
+    with Storage.open(str(tmp_path / "db"), log_file_size=1 << 20) as storage:
+        storage.create_table("t")
+        for i in range(60):
+            txn = storage.begin()
+            txn.put("t", b"k%04d" % i, os.urandom(60_000))
+            txn.commit()
+        signature = storage.meta.log_signature
+    logs = str(tmp_path / "db" / LOG_DIR)
+    closed = list_generations(DEFAULT_ENV, logs)[:-1]
+    ticks = []
+    verify_generations(
+        DEFAULT_ENV, logs, closed[0], closed[-1], signature, "backup", tick=lambda: ticks.append(1)
+    )
+    assert len(closed) >= 3 and len(ticks) >= len(closed)  # at least once per generation
 
 
 def test_ceiling_holds_the_copy_to_its_rate():
     fake = FakeTime()
     throttle, _ = make_throttle(fake, foreground=False, rate=1 << 20, min_rate=0)
-    for _ in range(4):
-        copy_chunk(fake, throttle, 0.1)
+    with throttle.copying():
+        for _ in range(4):
+            copy_chunk(fake, throttle, 0.1)
     assert fake.now - throttle.started == pytest.approx(4.0)  # 4 MiB at 1 MiB/s
 
 
