@@ -142,7 +142,7 @@ class BufferManager:
             "checkpoint": self.request_checkpoint,
             "stop_service": self.stop_service,
             "pin_checkpoint": self.pin_checkpoint,
-            "backup_info": self.backup_info,
+            "backup_info": lambda body, request: self.storage.backup_info(),
             "log_rolled": self.log_rolled,
             "record_backup": self.record_backup,
             "unpin_checkpoint": self.unpin_checkpoint,
@@ -260,11 +260,7 @@ class BufferManager:
         return {"seq": pin.seq, "meta_page": pin.meta_page}
 
     def unpin_checkpoint(self, body: dict, request: Request) -> None:
-        for pin in self.storage.pins:
-            if pin.seq == body["seq"]:
-                self.storage.unpin_checkpoint(pin)
-                return
-        raise JetError("JET_errInvalidParameter", f"checkpoint {body['seq']} is not pinned")
+        self.storage.unpin_checkpoint(body["seq"])
 
     def status(self) -> dict:
         stats = self.storage.stats()
@@ -322,18 +318,6 @@ class BufferManager:
         self.checkpoint_requests.append(request)
         return DEFERRED
 
-    def backup_info(self, body: dict, request: Request) -> dict:
-        full, incremental = self.storage.backup_history
-        return {
-            "last_full": _backup_record(full),
-            "last_incremental": _backup_record(incremental),
-            "db_signature": self.storage.meta.db_signature,
-            "log_signature": self.storage.meta.log_signature,
-            # Why the history is empty when this open broke the chain (Storage._restart_log):
-            # {"generation": where the new log stream starts, "reason": ...} or None.
-            "log_restart": self.storage.log_restart,
-        }
-
     def log_rolled(self, body: dict, request: Request) -> None:
         """The log writer started generation ``generation`` on request (a backup's roll).
 
@@ -347,9 +331,7 @@ class BufferManager:
 
     def record_backup(self, body: dict, request: Request):
         """Remember a completed backup in the meta; answered once that is durable."""
-        record = BackupRecord(
-            body["time_ns"], body["gen_low"], body["gen_high"], body["lsn_mark"], body["backup_id"]
-        )
+        record = BackupRecord(**{name: body[name] for name in BackupRecord.__dataclass_fields__})
         self.storage.record_backup(body["incremental"], record)
         return self.request_checkpoint(body, request)
 
@@ -432,18 +414,6 @@ class BufferManager:
             self.advance_checkpoint()
         reply(self.router, self.shutdown_request, {"clean": self.storage.failure is None})
         return True
-
-
-def _backup_record(record: BackupRecord) -> dict | None:
-    if not record.present:
-        return None
-    return {
-        "time_ns": record.time_ns,
-        "gen_low": record.gen_low,
-        "gen_high": record.gen_high,
-        "lsn_mark": record.lsn_mark,
-        "backup_id": record.backup_id,
-    }
 
 
 def main(config: dict) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -417,10 +416,6 @@ def _copy_file(
 
 
 # -- the manifest ----------------------------------------------------------------
-
-
-def new_backup_id() -> str:
-    return uuid.uuid4().hex
 
 
 def write_manifest(env: Env, directory: str, manifest: dict) -> None:

@@ -15,6 +15,7 @@ spaces) of every field but ``crc32c``, stored as ``crc32c``::
     {
       "format": 1,
       "backup_id": "<32 hex>",          the full backup's id, shared by its incrementals
+      "instance_path": "<path>",        the instance backed up (informational)
       "db_signature": "<32 hex>",
       "log_signature": "<32 hex>",
       "page_size": 8192,
@@ -37,6 +38,8 @@ appended; the files of earlier entries never change.
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from typing import Any
 
 import crc32c
@@ -90,3 +93,53 @@ def decode(raw: bytes, path: str) -> dict[str, Any]:
     if manifest["format"] != FORMAT_VERSION:
         raise JetError("JET_errInvalidBackup", f"{path}: manifest format {manifest['format']}")
     return manifest
+
+
+def chain_entry(kind: str, gen_low: int, gen_high: int, roll_lsn: int) -> dict[str, Any]:
+    """One backup of a chain: ``kind`` "full" or "incremental", stamped now."""
+    return {
+        "type": kind,
+        "id": uuid.uuid4().hex,
+        "time_ns": time.time_ns(),
+        "gen_low": gen_low,
+        "gen_high": gen_high,
+        "roll_lsn": roll_lsn,
+    }
+
+
+def full(
+    entry: dict[str, Any],
+    *,
+    instance_path: str,
+    db_signature: bytes,
+    log_signature: bytes,
+    page_size: int,
+    checkpoint_lsn: int,
+    files: dict[str, dict],
+) -> dict[str, Any]:
+    """The MANIFEST of a full backup whose chain entry is ``entry``."""
+    return {
+        "format": FORMAT_VERSION,
+        "backup_id": entry["id"],
+        "instance_path": instance_path,
+        "db_signature": db_signature.hex(),
+        "log_signature": log_signature.hex(),
+        "page_size": page_size,
+        "checkpoint_lsn": checkpoint_lsn,
+        "gen_low": entry["gen_low"],
+        "gen_high": entry["gen_high"],
+        "chain": [entry],
+        "files": files,
+    }
+
+
+def with_incremental(
+    manifest: dict[str, Any], entry: dict[str, Any], logs: dict[str, dict]
+) -> dict[str, Any]:
+    """``manifest`` with one incremental appended: its generations and its chain entry."""
+    return {
+        **manifest,
+        "gen_high": entry["gen_high"],
+        "chain": manifest["chain"] + [entry],
+        "files": {**manifest["files"], **logs},
+    }

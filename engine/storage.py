@@ -25,7 +25,7 @@ import os
 import secrets
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from . import btree, redo_format, restore_marker
 from .errors import JetError
@@ -607,11 +607,14 @@ class Storage:
         self.pins.append(pin)
         return pin
 
-    def unpin_checkpoint(self, pin: PinnedCheckpoint) -> None:
-        if pin not in self.pins:
-            raise JetError("JET_errInvalidParameter", f"checkpoint {pin.seq} is not pinned")
-        self.pins.remove(pin)
-        self.pager.unpin(pin.seq)
+    def unpin_checkpoint(self, seq: int) -> None:
+        """Release the pin ``pin_checkpoint`` returned, by its checkpoint's seq."""
+        for pin in self.pins:
+            if pin.seq == seq:
+                self.pins.remove(pin)
+                self.pager.unpin(seq)
+                return
+        raise JetError("JET_errInvalidParameter", f"checkpoint {seq} is not pinned")
 
     def record_backup(self, incremental: bool, record: BackupRecord) -> None:
         """A backup completed: remember it (ESE's bkinfoFullPrev / bkinfoIncPrev)."""
@@ -619,6 +622,19 @@ class Storage:
             self.backup_history = (self.backup_history[0], record)
         else:
             self.backup_history = (record, BackupRecord())
+
+    def backup_info(self) -> dict:
+        """The backup history an incremental continues (as the buffer manager sends it)."""
+        full, incremental = self.backup_history
+        return {
+            "last_full": asdict(full) if full.present else None,
+            "last_incremental": asdict(incremental) if incremental.present else None,
+            "db_signature": self.meta.db_signature,
+            "log_signature": self.meta.log_signature,
+            # Why the history is empty when this open broke the chain (_restart_log):
+            # {"generation": where the new log stream starts, "reason": ...} or None.
+            "log_restart": self.log_restart,
+        }
 
     def clear_backup_history(self) -> None:
         """After a restore: the next incremental needs a new full backup first."""

@@ -33,9 +33,9 @@ import psutil
 import pytest
 
 import jetstore.actors.supervisor
-from jetstore.actors.backup_worker import BACKUP_STEPS
 from jetstore.engine import Instance, JetError, jet, restore, verify_backup
 from jetstore.engine.backup import ATOMIC_NEW, ATOMIC_OLD, ATOMIC_TEMP, locate_backup
+from jetstore.engine.backup_run import BACKUP_STEPS
 from jetstore.engine.faults import FAULTS_VARIABLE
 from jetstore.engine.fileio import DEFAULT_ENV
 from jetstore.engine.inspect import dump_header

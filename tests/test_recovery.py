@@ -124,7 +124,7 @@ def test_circular_logging_keeps_only_what_recovery_needs(tmp_path):
             s.commit({"t": {b"x%05d" % i: b"v" * 300}}, None)
         s.checkpoint()
         assert generations(tmp_path)[0] == pinned_floor  # the pin holds the old generations
-        s.unpin_checkpoint(pin)
+        s.unpin_checkpoint(pin.seq)
         s.checkpoint()
         assert generations(tmp_path)[0] > pinned_floor
     with Storage.open(tmp_path, circular_logging=True, **OPTIONS) as s:

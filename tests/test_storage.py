@@ -266,7 +266,7 @@ def test_pinned_checkpoint_pages_never_change(tmp_path):
             after = {p: os.pread(f.fileno(), 4096, p * 4096) for p in used}
         assert after == before
         assert check_checkpoint(s.pager, pin.meta)["pages"] == pin.meta.page_count
-        s.unpin_checkpoint(pin)
+        s.unpin_checkpoint(pin.seq)
         grown = s.pager.page_count
         for _ in range(5):
             keys = [k for k, _ in s.scan("t")]
