@@ -28,7 +28,6 @@ from jetstore.engine.backup_run import (
     claim_destination,
     undo_dead_run,
 )
-from jetstore.engine.client import Channel
 from jetstore.engine.errors import JetError
 from jetstore.engine.events import EventLog
 from jetstore.engine.faults import env_for
@@ -37,6 +36,7 @@ from jetstore.engine.meta_format import BackupRecord
 from jetstore.engine.run_marker_format import MARKER_FILE, RunMarker
 from jetstore.engine.storage import LOG_DIR
 from jetstore.protocol import schema
+from jetstore.protocol.channel import Channel
 
 from .runtime import (
     DEFERRED,

@@ -14,7 +14,7 @@ import zmq
 from jetstore.engine.errors import JetError
 from jetstore.engine.faults import env_for
 from jetstore.engine.fileio import DEFAULT_ENV
-from jetstore.engine.log import LogStream
+from jetstore.engine.log_stream import LogStream
 from jetstore.engine.logkeeper import LogKeeper
 from jetstore.protocol import codec, schema
 

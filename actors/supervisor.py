@@ -44,11 +44,11 @@ import multiprocess
 import psutil
 import zmq
 
-from jetstore.engine.client import Channel
 from jetstore.engine.errors import JetError
 from jetstore.engine.faults import FAULTS_VARIABLE
 from jetstore.engine.storage import LOG_DIR
 from jetstore.protocol import codec, schema
+from jetstore.protocol.channel import Channel
 
 from . import backup_worker, buffer_manager, log_writer
 from .runtime import (

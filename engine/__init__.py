@@ -1,17 +1,29 @@
-"""jetstore.engine: the embedded API, storage formats, B+tree, log and recovery."""
+"""jetstore.engine: the embedded API, storage formats, B+tree, log and recovery.
 
-from .api import Client, Instance, connect
-from .backup import Progress, restore, verify_backup
-from .client import Session
-from .errors import JetError
+The public names load on first use (PEP 562): the actors import the storage
+modules of this package, and the API above them imports the actors, so importing
+``jetstore.engine.storage`` must not pull in the API.
+"""
 
-__all__ = [
-    "Client",
-    "Instance",
-    "JetError",
-    "Progress",
-    "Session",
-    "connect",
-    "restore",
-    "verify_backup",
-]
+from __future__ import annotations
+
+import importlib
+
+_PUBLIC = {
+    "Client": "api",
+    "Instance": "api",
+    "connect": "api",
+    "Progress": "backup",
+    "restore": "restore",
+    "verify_backup": "restore",
+    "Session": "client",
+    "JetError": "errors",
+}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)

@@ -18,8 +18,13 @@ from collections.abc import Callable
 import psutil
 import zmq
 
+from jetstore.actors.control import ControlServer
+from jetstore.actors.runtime import instance_running, read_endpoints, write_endpoints
+from jetstore.actors.supervisor import Supervisor
+from jetstore.protocol.channel import Channel
+
 from .backup import Progress
-from .client import Channel, Session
+from .client import Session
 from .errors import JetError
 from .fileio import io_error
 from .storage import fspath
@@ -183,8 +188,6 @@ class Instance(_Attached):
         backup_roots: list[str] | None = None,
     ) -> Instance:
         """JetInit: start the actors, recover, and return once everything is ready."""
-        from jetstore.actors.supervisor import Supervisor
-
         path = fspath(path)
         for name, value in (
             ("create", create),
@@ -233,9 +236,6 @@ class Instance(_Attached):
 
     def _start_control(self, tcp_endpoint: str | None, backup_roots: list[str] | None) -> None:
         """The control socket: ipc always, tcp+CURVE when asked; published for `jetstore ctl`."""
-        from jetstore.actors.control import ControlServer
-        from jetstore.actors.runtime import write_endpoints
-
         self._control = ControlServer(self, self.endpoints["control"], tcp_endpoint, backup_roots)
         self._control.start_and_wait()
         if tcp_endpoint is not None:
@@ -358,8 +358,6 @@ def _running(process: psutil.Process) -> bool:
 
 def connect(path: str | bytes | os.PathLike) -> Client:
     """Attach to the instance running at ``path`` (opened by another process)."""
-    from jetstore.actors.runtime import instance_running, read_endpoints
-
     path = os.path.abspath(fspath(path))
     published = read_endpoints(path) if instance_running(path) else None
     if published is None:

@@ -141,9 +141,7 @@ class BackupRun:
             else:
                 result = self.incremental(dest)
         except BaseException as exc:
-            error = (
-                exc if isinstance(exc, JetError) else JetError("JET_errInternalError", repr(exc))
-            )
+            error = JetError.of(exc)
             self.events.failure("backup-fail", error, kind=kind, dest=dest, seconds=self.seconds())
             raise error from None
         finally:
@@ -464,11 +462,9 @@ def undo_dead_run(marker: RunMarker, peers: Peers, env: Env, events: EventLog) -
         "backup-fail",
         kind=state.get("kind"),
         dest=state.get("dest"),
-        error={
-            "err": -801,
-            "name": "JET_errBackupAbortByServer",
-            "message": "the backup worker died; its files were removed",
-        },
+        error=JetError(
+            "JET_errBackupAbortByServer", "the backup worker died; its files were removed"
+        ).as_dict(),
     )
     marker.remove()
 

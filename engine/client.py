@@ -1,11 +1,4 @@
-"""The client side of the actor protocol: channels, sessions and transactions.
-
-A ``Channel`` is one DEALER socket with request ids.  A call sends one
-request and waits for the reply with the same id, polling in short slices so
-that it can give up the moment the instance is known to be unavailable (the
-``health`` callback: the supervisor's verdict in the opening process, the
-actors' process states in a process that ``connect``-ed).  A call never
-hangs on a dead actor.
+"""The client side of the engine: sessions and transactions over protocol Channels.
 
 A ``Session`` owns its channel and may be used from one thread at a time; a
 second thread entering it gets JET_errSessionSharingViolation at once.
@@ -19,101 +12,18 @@ write set may grow only as far as one commit message can carry it
 
 from __future__ import annotations
 
-import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import zmq
-
 from jetstore.protocol import codec
+from jetstore.protocol.channel import Channel
 
 from .errors import JetError
 from .writeset import WriteSet, check_key, check_range, check_table_name, check_value
 
-POLL_SLICE_MS = 50
 MAX_WRITE_SET = codec.MAX_FRAME - codec.FRAME_HEADROOM
-_request_ids = itertools.count(1)
-
-Health = Callable[[], "JetError | None"]
-
-
-class Channel:
-    """One DEALER socket to an actor, for one thread at a time."""
-
-    def __init__(
-        self, context: zmq.Context, endpoint: str, health: Health, identity: bytes | None = None
-    ) -> None:
-        self.sock = context.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.MAXMSGSIZE, codec.MAX_FRAME)
-        # A blocking recv with a timeout is the cheapest wait; each expiry checks health.
-        self.sock.setsockopt(zmq.RCVTIMEO, POLL_SLICE_MS)
-        if identity is not None:
-            self.sock.setsockopt(zmq.ROUTING_ID, identity)
-        self.sock.connect(endpoint)
-        self.health = health
-
-    def call(
-        self,
-        kind: str,
-        body: dict | None = None,
-        timeout: float | None = None,
-        on_progress: Callable[[dict], None] | None = None,
-    ) -> Any:
-        """Send a request and return its result; the reply's JetError is raised here.
-
-        A long request (a backup) may send "progress" messages before its reply:
-        each goes to ``on_progress``, and is acknowledged once that returned -
-        with the exception's text if it raised, which makes the actor give up.
-        """
-        problem = self.health()
-        if problem is not None:
-            raise problem
-        request_id = next(_request_ids)
-        self.sock.send(codec.encode_request(request_id, kind, body or {}))
-        waited = 0.0
-        while True:
-            frame = self._receive()
-            if frame is None:  # a slice passed without a reply
-                problem = self.health()
-                if problem is not None:
-                    raise problem
-                waited += POLL_SLICE_MS / 1000
-                if timeout is not None and waited >= timeout:
-                    raise JetError("JET_errInstanceUnavailable", f"{kind}: no reply in {timeout} s")
-                continue
-            try:
-                message = codec.decode(frame)
-            except JetError:
-                continue
-            if message.request_id != request_id:
-                continue  # the late reply to a call that gave up earlier
-            if message.kind != "progress":
-                return codec.result_of(message)
-            ack = self._progress(on_progress, message)
-            self.sock.send(codec.encode_request(request_id, "ack", ack))
-
-    def _receive(self) -> bytes | None:
-        """The next frame, or None after POLL_SLICE_MS (RCVTIMEO) without one."""
-        try:
-            return self.sock.recv()
-        except zmq.Again:
-            return None
-
-    @staticmethod
-    def _progress(on_progress, message: codec.Message) -> dict:
-        if on_progress is None:
-            return {}
-        try:
-            on_progress(message.body)
-        except Exception as exc:  # noqa: BLE001 - the caller's callback: its failure is data
-            return {"error": f"{type(exc).__name__}: {exc}"[:200]}
-        return {}
-
-    def close(self) -> None:
-        self.sock.close(0)
 
 
 class _OneThreadAtATime:

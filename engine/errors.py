@@ -158,3 +158,12 @@ class JetError(Exception):
 
     def __reduce__(self):  # survives pickling across processes as the same error
         return (JetError, (self.err, self.message))
+
+    def as_dict(self) -> dict:
+        """The error as every message, event and report carries it."""
+        return {"err": self.err, "name": self.name, "message": self.message}
+
+    @classmethod
+    def of(cls, exc: BaseException) -> JetError:
+        """``exc`` itself if it is a JetError, else JET_errInternalError naming it."""
+        return exc if isinstance(exc, JetError) else cls("JET_errInternalError", repr(exc))

@@ -39,8 +39,4 @@ class EventLog:
         return record
 
     def failure(self, event: str, exc: BaseException, **fields) -> dict:
-        if isinstance(exc, JetError):
-            error = {"err": exc.err, "name": exc.name, "message": exc.message}
-        else:
-            error = {"err": -107, "name": "JET_errInternalError", "message": repr(exc)}
-        return self.emit(event, error=error, **fields)
+        return self.emit(event, error=JetError.of(exc).as_dict(), **fields)

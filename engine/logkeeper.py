@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections import Counter
 
 from .errors import JetError
-from .log import LogStream
 from .log_format import lsn_gen
+from .log_stream import LogStream
 
 
 def log_write_error(exc: JetError) -> JetError:

@@ -31,8 +31,9 @@ from . import btree, redo_format, restore_marker
 from .errors import JetError
 from .events import EventLog
 from .fileio import DEFAULT_ENV, Env
-from .log import LogReader, LogStream
-from .log_format import format_lsn, lsn_gen
+from .log_format import MAX_LOG_FILE_SIZE, format_lsn, lsn_gen
+from .log_reader import LogReader
+from .log_stream import LogStream
 from .meta_format import (
     DB_CLEAN,
     DB_DIRTY,
@@ -54,8 +55,9 @@ from .writeset import WriteSet, check_key, check_range, check_table_name, check_
 DB_FILE = "jet.edb"
 LOG_DIR = "logs"
 
-MIN_LOG_FILE_SIZE = 64 << 10
-MAX_LOG_FILE_SIZE = 1 << 30
+# The log_file_size an instance accepts; the format itself allows smaller generations
+# (log_format.MIN_LOG_FILE_SIZE, which the tests of the log use).
+LOG_FILE_SIZE_RANGE = (64 << 10, MAX_LOG_FILE_SIZE)
 # Automatic checkpoints keep recovery short and the cache from filling with dirty pages.
 CHECKPOINT_LOG_DISTANCE = 4  # generations between the checkpoint and the log tip
 
@@ -173,9 +175,7 @@ class Storage:
         page_size = _check_int("page_size", page_size, MIN_PAGE_SIZE, MAX_PAGE_SIZE)
         if page_size & (page_size - 1):
             raise JetError("JET_errInvalidParameter", f"page_size {page_size} is not a power of 2")
-        log_file_size = _check_int(
-            "log_file_size", log_file_size, MIN_LOG_FILE_SIZE, MAX_LOG_FILE_SIZE
-        )
+        log_file_size = _check_int("log_file_size", log_file_size, *LOG_FILE_SIZE_RANGE)
         self.log = None
         self.failure: JetError | None = None
         self.commit_seq = 0

@@ -72,9 +72,7 @@ def encode_request(request_id: int, kind: str, body: Any, max_frame: int = MAX_F
 
 
 def encode_error(request_id: int, exc: JetError) -> bytes:
-    return encode(
-        request_id, REPLY_ERROR, {"err": exc.err, "name": exc.name, "message": exc.message}
-    )
+    return encode(request_id, REPLY_ERROR, exc.as_dict())
 
 
 def decode(frame: bytes, max_frame: int = MAX_FRAME) -> Message:

@@ -38,7 +38,7 @@ from jetstore.engine.backup import ATOMIC_NEW, ATOMIC_OLD, ATOMIC_TEMP, locate_b
 from jetstore.engine.backup_run import BACKUP_STEPS
 from jetstore.engine.faults import FAULTS_VARIABLE
 from jetstore.engine.fileio import DEFAULT_ENV
-from jetstore.engine.inspect import dump_header
+from jetstore.engine.inspectors import dump_header
 from jetstore.engine.log_format import RECORDS_START
 from jetstore.engine.meta_format import FIRST_DATA_PAGE
 from jetstore.engine.page_format import PAGE_BRANCH, PAGE_LEAF

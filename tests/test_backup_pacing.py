@@ -27,8 +27,8 @@ from jetstore.engine.backup import (
     verify_generations,
 )
 from jetstore.engine.fileio import DEFAULT_ENV
-from jetstore.engine.log import list_generations
 from jetstore.engine.log_format import generation_file_name
+from jetstore.engine.log_reader import list_generations
 from jetstore.engine.storage import LOG_DIR, Storage
 from jetstore.protocol import codec
 

@@ -9,8 +9,9 @@ import os
 import pytest
 from inprocess import RecordingHooks, StoragePeers, run_backup
 
-from jetstore.engine.backup import locate_backup, read_manifest, restore, verify_backup
+from jetstore.engine.backup import locate_backup, read_manifest
 from jetstore.engine.errors import JetError
+from jetstore.engine.restore import restore, verify_backup
 from jetstore.engine.storage import Storage
 
 OPTIONS = {"log_file_size": 1 << 20, "auto_checkpoint": False}

@@ -19,14 +19,14 @@ from crc32c import crc32c
 
 from jetstore.engine import Instance, JetError
 from jetstore.engine.fileio import DEFAULT_ENV
-from jetstore.engine.inspect import dump_header, verify_database
-from jetstore.engine.log import dump_log, list_generations
+from jetstore.engine.inspectors import dump_header, verify_database
 from jetstore.engine.log_format import (
     HEADER_CRC_OFFSET,
     RECORD_END_OF_GENERATION,
     SIGNATURE_OFFSET,
     generation_file_name,
 )
+from jetstore.engine.log_reader import dump_log, list_generations
 from jetstore.engine.storage import DB_FILE, LOG_DIR, Storage
 from jetstore.tools import corrupt
 from jetstore.tools.corrupt import DETECTED, HARMLESS, TARGETS, VIOLATION, flip_bit, make_flip

@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 from jetstore.engine.errors import JetError
 from jetstore.engine.faults import FaultEnv, SimulatedCrash
 from jetstore.engine.fileio import DEFAULT_ENV, Env, io_error
-from jetstore.engine.log import LogReader, LogStream, dump_log
 from jetstore.engine.log_format import (
     EOG_RECORD_SIZE,
     FLAG_CIRCULAR_EVER,
@@ -43,6 +42,8 @@ from jetstore.engine.log_format import (
     parse_generation_file_name,
     unpack_header,
 )
+from jetstore.engine.log_reader import LogReader, dump_log
+from jetstore.engine.log_stream import LogStream
 
 SIGNATURE = bytes(range(16))
 SIZE = 16 * 1024  # small generations: a few dozen records each, many generations per test

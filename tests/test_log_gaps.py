@@ -14,7 +14,7 @@ from test_backup_errors import contents, raises_jet
 
 from jetstore.engine import Instance, JetError, restore
 from jetstore.engine.fileio import DEFAULT_ENV
-from jetstore.engine.log import list_generations
+from jetstore.engine.log_reader import list_generations
 from jetstore.engine.storage import LOG_DIR
 
 

@@ -12,8 +12,8 @@ import os
 import pytest
 
 from jetstore.engine.errors import JetError
-from jetstore.engine.log import list_generations
 from jetstore.engine.log_format import generation_file_name
+from jetstore.engine.log_reader import list_generations
 from jetstore.engine.storage import LOG_DIR, Storage
 
 OPTIONS = {"page_size": 4096, "log_file_size": 64 << 10, "cache_size": 1 << 20}

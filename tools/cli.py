@@ -38,11 +38,12 @@ def _print_human(data, indent: int) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from jetstore.engine import inspect
-    from jetstore.engine.log import dump_log
+    from jetstore.engine import inspectors
+    from jetstore.engine.log_reader import dump_log
 
     if args.what == "backup":
-        from jetstore.engine.backup import locate_backup, verify_backup
+        from jetstore.engine.backup import locate_backup
+        from jetstore.engine.restore import verify_backup
 
         directory, manifest = locate_backup(args.path)
         report = {"directory": directory, "manifest": manifest}
@@ -51,14 +52,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             report["integrity"] = "ok"
         except JetError as exc:
             report["integrity"] = "error"
-            report["error"] = {"err": exc.err, "name": exc.name, "message": exc.message}
+            report["error"] = exc.as_dict()
     elif args.what == "header":
-        report = inspect.dump_header(args.path)
+        report = inspectors.dump_header(args.path)
     elif args.what == "log":
         instance_logs = os.path.join(args.path, "logs")
         report = dump_log(instance_logs if os.path.isdir(instance_logs) else args.path)
     else:
-        report = inspect.verify_database(args.path)
+        report = inspectors.verify_database(args.path)
     _print(report, args.json)
     return 0 if report.get("integrity", "ok") == "ok" else 1
 
@@ -90,7 +91,7 @@ def _progress_printer(enabled: bool):
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from jetstore.engine.backup import restore
+    from jetstore.engine.restore import restore
 
     result = restore(
         args.backup, args.dest, log_dir=args.log_dir, status=_progress_printer(not args.json)
@@ -100,7 +101,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_verify_backup(args: argparse.Namespace) -> int:
-    from jetstore.engine.backup import verify_backup
+    from jetstore.engine.restore import verify_backup
 
     _print(
         verify_backup(args.backup, report=_progress_printer(not args.json) or (lambda p: None)),

@@ -123,12 +123,11 @@ from dataclasses import asdict, dataclass, field
 import crc32c
 
 from jetstore.engine import manifest_format
-from jetstore.engine.backup import read_manifest, restore, verify_backup
-from jetstore.engine.errors import JetError
+from jetstore.engine.backup import read_manifest
+from jetstore.engine.errors import ERRORS, JetError
 from jetstore.engine.fileio import DEFAULT_ENV
-from jetstore.engine.inspect import dump_header, verify_database
+from jetstore.engine.inspectors import dump_header, verify_database
 from jetstore.engine.integrity import check_checkpoint
-from jetstore.engine.log import LogReader, dump_log, list_generations
 from jetstore.engine.log_format import (
     HEADER_CRC_OFFSET,
     HEADER_SIZE,
@@ -145,9 +144,11 @@ from jetstore.engine.log_format import (
     record_crc,
     unpack_record_header,
 )
+from jetstore.engine.log_reader import LogReader, dump_log, list_generations
 from jetstore.engine.meta_format import FIRST_DATA_PAGE, META_SLOTS, Meta
 from jetstore.engine.page_format import PAGE_TYPE_NAMES, PageHeader
 from jetstore.engine.pager import Pager
+from jetstore.engine.restore import restore, verify_backup
 from jetstore.engine.storage import DB_FILE, LOG_DIR, Storage, read_meta
 
 DETECTED, HARMLESS, VIOLATION = "DETECTED", "HARMLESS", "VIOLATION"
@@ -163,14 +164,23 @@ OPTIONS = {"page_size": PAGE_SIZE, "log_file_size": LOG_FILE_SIZE, "cache_size":
 HEADER_FIELDS_END = HEADER_CRC_OFFSET + 4  # magic .. header crc; zeros up to HEADER_SIZE
 
 # ESE numbers expected per place (DESIGN.md sections 3 and 6, ese-backup-spec section 7).
-READ_VERIFY = -1018  # JET_errReadVerifyFailure
-META_ERRORS = {-1018, -1019, -1118, -1206}  # a fallback checkpoint that cannot be read
-LOG_CORRUPT = -501  # JET_errLogFileCorrupt: replay (recovery, dump_log)
-BAD_LOG_VERSION = -514  # JET_errBadLogVersion
-LOG_READ_VERIFY = -612  # JET_errLogReadVerifyFailure: a backup reading the live log
-INVALID_BACKUP = -526  # JET_errInvalidBackup: a file checksum or the manifest
-RESTORE_LOG_CORRUPT = -573  # JET_errLogCorruptDuringHardRestore
-DB_CORRUPTED = -1206  # JET_errDatabaseCorrupted: no valid meta slot
+READ_VERIFY = ERRORS["JET_errReadVerifyFailure"]
+# A fallback checkpoint that cannot be read:
+META_ERRORS = {
+    ERRORS[name]
+    for name in (
+        "JET_errReadVerifyFailure",
+        "JET_errPageNotInitialized",
+        "JET_errReadPgnoVerifyFailure",
+        "JET_errDatabaseCorrupted",
+    )
+}
+LOG_CORRUPT = ERRORS["JET_errLogFileCorrupt"]  # replay (recovery, dump_log)
+BAD_LOG_VERSION = ERRORS["JET_errBadLogVersion"]
+LOG_READ_VERIFY = ERRORS["JET_errLogReadVerifyFailure"]  # a backup reading the live log
+INVALID_BACKUP = ERRORS["JET_errInvalidBackup"]  # a file checksum or the manifest
+RESTORE_LOG_CORRUPT = ERRORS["JET_errLogCorruptDuringHardRestore"]
+DB_CORRUPTED = ERRORS["JET_errDatabaseCorrupted"]  # no valid meta slot
 
 
 # -- the pristine layout ---------------------------------------------------------------------

@@ -51,7 +51,7 @@ from jetstore.engine.backup import ATOMIC_TEMP, locate_backup
 from jetstore.engine.backup_run import BACKUP_STEPS
 from jetstore.engine.faults import FAULTS_VARIABLE
 from jetstore.engine.fileio import DEFAULT_ENV
-from jetstore.engine.log import LogReader
+from jetstore.engine.log_reader import LogReader
 from jetstore.engine.manifest_format import MANIFEST
 from jetstore.engine.storage import LOG_DIR
 

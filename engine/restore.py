@@ -1,0 +1,297 @@
+"""Verifying a backup and restoring it (DESIGN.md section 6, "Restore"): every file,
+page and record checked; pages copied, the backup's log replayed, then the
+contiguous generations of a live log directory rolled forward; finished clean.
+
+A restore marks its destination (restore_marker.py) before it copies anything and
+unmarks it last, so a restore killed at any point leaves a directory that refuses
+to open, and running the same restore again completes it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import crc32c
+
+from . import restore_marker
+from .backup import (
+    COPY_CHUNK,
+    Progress,
+    Report,
+    checkpoint_page_runs,
+    copy_file,
+    locate_backup,
+    no_report,
+    remove_if_present,
+    verify_generations,
+)
+from .errors import JetError
+from .fileio import DEFAULT_ENV, Env
+from .log_format import generation_file_name
+from .log_reader import LogReader, list_generations
+from .storage import DB_FILE, LOG_DIR, Storage, fspath, read_meta
+
+# -- verification ---------------------------------------------------------------
+
+_RESTORE_LOG_ERRORS = {
+    "JET_errLogFileCorrupt": "JET_errLogCorruptDuringHardRestore",
+    "JET_errBadLogSignature": "JET_errGivenLogFileHasBadSignature",
+    "JET_errInvalidLogSequence": "JET_errGivenLogFileIsNotContiguous",
+    "JET_errLogSequenceChecksumMismatch": "JET_errGivenLogFileIsNotContiguous",
+    "JET_errMissingLogFile": "JET_errMissingRestoreLogFiles",
+    "JET_errMissingPreviousLogFile": "JET_errMissingRestoreLogFiles",
+    "JET_errLogGenerationMismatch": "JET_errGivenLogFileIsNotContiguous",
+}
+
+
+def verify_backup(backup_dir, *, env: Env = DEFAULT_ENV, report: Report = no_report) -> dict:
+    """Check a backup completely without restoring it: the manifest, every file's size and
+    checksum, every page the checkpoint uses, every log record and the generation chain."""
+    directory, manifest = locate_backup(fspath(backup_dir))
+    total = sum(entry["size"] for entry in manifest["files"].values())
+    done = 0
+    report(Progress("begin", "verify", 0, total))
+    for name, entry in sorted(manifest["files"].items()):
+        path = os.path.join(directory, name)
+        try:
+            size, crc = _file_checksum(path)
+        except FileNotFoundError:
+            raise JetError(
+                "JET_errMissingRestoreLogFiles"
+                if name.startswith(LOG_DIR)
+                else "JET_errInvalidBackup",
+                f"{path}: listed in the manifest, missing",
+            ) from None
+        if (size, crc) != (entry["size"], entry["crc32c"]):
+            raise JetError(
+                "JET_errInvalidBackup",
+                f"{path}: {size} bytes crc {crc:#x}, the manifest says "
+                f"{entry['size']} bytes crc {entry['crc32c']:#x}",
+            )
+        done += size
+        report(Progress("progress", "verify", done, total, name))
+    db = env.open_read(os.path.join(directory, DB_FILE))
+    try:
+        meta = read_meta(db)
+        if meta.db_signature.hex() != manifest["db_signature"]:
+            raise JetError(
+                "JET_errBadDbSignature", f"{db.path}: not the database the manifest names"
+            )
+        pages = sum(len(data) for _first, data in checkpoint_page_runs(db, meta))
+    finally:
+        db.close()
+    logs = os.path.join(directory, LOG_DIR)
+    try:
+        verify_generations(
+            env,
+            logs,
+            manifest["gen_low"],
+            manifest["gen_high"],
+            bytes.fromhex(manifest["log_signature"]),
+            "replay",
+        )
+    except JetError as exc:
+        raise _restore_error(exc) from exc
+    report(Progress("complete", "verify", total, total))
+    return {
+        "directory": directory,
+        "backup_id": manifest["backup_id"],
+        "files": len(manifest["files"]),
+        "bytes": total,
+        "page_bytes": pages,
+        "gen_low": manifest["gen_low"],
+        "gen_high": manifest["gen_high"],
+        "chain": manifest["chain"],
+    }
+
+
+def _restore_error(exc: JetError) -> JetError:
+    name = _RESTORE_LOG_ERRORS.get(exc.name)
+    if name is None:
+        return exc
+    return JetError(name, exc.message)
+
+
+def _file_checksum(path: str) -> tuple[int, int]:
+    crc, size = 0, 0
+    with open(path, "rb") as f:
+        while chunk := f.read(COPY_CHUNK):
+            crc = crc32c.crc32c(chunk, value=crc)
+            size += len(chunk)
+    return size, crc
+
+
+# -- restore -----------------------------------------------------------------------
+
+_ROLL_FORWARD_ERRORS = {
+    "JET_errBadLogSignature": "JET_errExistingLogFileHasBadSignature",
+    "JET_errInvalidLogSequence": "JET_errExistingLogFileIsNotContiguous",
+    "JET_errLogSequenceChecksumMismatch": "JET_errExistingLogFileIsNotContiguous",
+}
+
+
+def restore(
+    backup_dir, dest_dir, *, log_dir=None, status: Report | None = None, env: Env = DEFAULT_ENV
+) -> dict:
+    """JetRestore: verify the backup, copy it into ``dest_dir``, roll forward through the
+    contiguous generations of ``log_dir`` after the backup's last, replay, finish clean.
+
+    The destination is marked (restore_marker.py) before anything is copied into it and
+    unmarked last, so a restore killed at any point leaves a directory that refuses to
+    open; running the same restore again starts it over and completes it.
+    """
+    started = time.monotonic()
+    report = status or no_report
+    dest_dir = fspath(dest_dir)
+    directory, manifest = locate_backup(fspath(backup_dir))
+    if log_dir is not None and not os.path.isdir(fspath(log_dir)):
+        # Restoring without the log asked for would "succeed" short of every commit in it.
+        raise JetError(
+            "JET_errInvalidPath",
+            f"log directory {fspath(log_dir)} to roll forward through: no such directory",
+        )
+    resuming = _check_destination(dest_dir, manifest)
+    checked = verify_backup(backup_dir, env=env, report=report)
+    dest_db, dest_logs = os.path.join(dest_dir, DB_FILE), os.path.join(dest_dir, LOG_DIR)
+    ours = resuming or not os.path.isdir(dest_logs)  # an empty logs/ there stays
+    if resuming:  # the interrupted restore's files: this run starts it over
+        remove_if_present(dest_db)
+        shutil.rmtree(dest_logs, ignore_errors=True)
+    else:
+        env.makedirs(dest_dir)
+        restore_marker.write(env, dest_dir, manifest["backup_id"], directory)
+    try:
+        total = checked["bytes"]
+        report(Progress("begin", "restore", 0, total))
+        copy_file(env, os.path.join(directory, DB_FILE), dest_db, None)
+        env.makedirs(dest_logs)
+        copied = 0
+        for name in sorted(n for n in manifest["files"] if n.startswith(LOG_DIR + "/")):
+            size, _crc = copy_file(
+                env, os.path.join(directory, name), os.path.join(dest_dir, name), None
+            )
+            copied += size
+            report(Progress("progress", "logs", copied, total, name))
+        rolled = (
+            _roll_forward(env, manifest, fspath(log_dir), dest_logs) if log_dir is not None else []
+        )
+        env.sync_dir(dest_logs)
+        env.sync_dir(dest_dir)
+        report(Progress("progress", "replay", 0, total))
+        replay_started = time.monotonic()
+        storage = Storage.open(dest_dir, create=False, env=env, restoring=True)
+        try:
+            storage.clear_backup_history()
+            replayed = storage.replayed
+            replay_seconds = time.monotonic() - replay_started
+        finally:
+            storage.close()
+        restore_marker.remove(env, dest_dir)
+    except BaseException:
+        # What this restore (or the one it resumed) put there; the marker last, so a
+        # cleanup cut short still leaves the destination refusing to open.
+        remove_if_present(dest_db)
+        if ours:
+            shutil.rmtree(dest_logs, ignore_errors=True)
+        remove_if_present(os.path.join(dest_dir, restore_marker.RESTORE_MARKER))
+        raise
+    report(Progress("complete", "restore", total, total))
+    return {
+        "directory": directory,
+        "dest": dest_dir,
+        "replayed": replayed,
+        "replay_seconds": replay_seconds,
+        "rolled_forward": rolled,
+        "seconds": time.monotonic() - started,
+    }
+
+
+def _check_destination(dest_dir: str, manifest: dict) -> bool:
+    """Whether this restore resumes an interrupted one in ``dest_dir``; -1023 if the
+    directory holds anything else a restore must not overwrite."""
+    marker = restore_marker.read(dest_dir)
+    logs = os.path.join(dest_dir, LOG_DIR)
+    holds = os.path.exists(os.path.join(dest_dir, DB_FILE)) or (
+        os.path.isdir(logs) and os.listdir(logs)
+    )
+    if marker is None:
+        if holds:
+            raise JetError(
+                "JET_errInvalidPath",
+                f"{dest_dir} already holds a database or logs and no "
+                f"{restore_marker.RESTORE_MARKER} marker, so it is no interrupted restore "
+                "to complete: restore into an empty or new directory",
+            )
+        return False
+    if marker and marker["backup_id"] != manifest["backup_id"]:
+        raise JetError(
+            "JET_errInvalidPath",
+            f"{restore_marker.describe(dest_dir, marker)}; only a restore of that backup "
+            f"can complete it, not one of backup {manifest['backup_id']}",
+        )
+    return True
+
+
+def _roll_forward(env: Env, manifest: dict, log_dir: str, dest_logs: str) -> list[int]:
+    """Copy generations gen_high+1, gen_high+2, ... of ``log_dir`` while they chain on.
+
+    Stopping short of a generation there above the backup's would restore without the
+    commits between: a generation of this stream after a hole, or another stream's (the
+    database's log restarted after logging=False or a lost log directory), fails the
+    restore naming where the log breaks.  Generations up to gen_high are the backup's own.
+    """
+    present = list_generations(env, log_dir)
+    signature = bytes.fromhex(manifest["log_signature"])
+    following = [g for g in present if g > manifest["gen_high"]]
+    rolled = []
+    for generation in following:
+        if generation != manifest["gen_high"] + 1 + len(rolled):
+            raise _log_gap(log_dir, manifest["gen_high"] + 1 + len(rolled), generation)
+        found = _signature_of(env, log_dir, generation)
+        if found != signature:
+            raise _other_stream(log_dir, generation, found, signature)
+        rolled.append(generation)
+    for generation in rolled:
+        name = generation_file_name(generation)
+        copy_file(env, os.path.join(log_dir, name), os.path.join(dest_logs, name), None)
+    if rolled:
+        try:
+            verify_generations(
+                env,
+                dest_logs,
+                manifest["gen_low"],
+                rolled[-1],
+                signature,
+                "replay",
+                all_closed=False,  # the live log's current generation is still open
+            )
+        except JetError as exc:
+            mapped = _ROLL_FORWARD_ERRORS.get(exc.name)
+            raise JetError(mapped, exc.message) if mapped else exc from exc
+    return rolled
+
+
+def _signature_of(env: Env, log_dir: str, generation: int) -> bytes:
+    return LogReader(env, log_dir).read_header(generation).signature
+
+
+def _log_gap(log_dir: str, missing: int, found: int) -> JetError:
+    span = f"{missing}" if found == missing + 1 else f"{missing}..{found - 1}"
+    return JetError(
+        "JET_errMissingLogFile",
+        f"{log_dir}: generation(s) {span} missing before generation {found}: rolling forward "
+        f"past {missing - 1} would leave out the commits they held",
+    )
+
+
+def _other_stream(log_dir: str, generation: int, found: bytes, signature: bytes) -> JetError:
+    return JetError(
+        "JET_errExistingLogFileHasBadSignature",
+        f"{os.path.join(log_dir, generation_file_name(generation))}: generation {generation} "
+        f"starts log stream {found.hex()}, not the backup's {signature.hex()}.  If it is "
+        "this database's log, the log restarted there (after a run with logging=False, or "
+        f"the loss of its log directory) and commits after generation {generation - 1} "
+        "are in no log this backup can roll forward through: take a new full backup",
+    )
