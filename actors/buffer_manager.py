@@ -15,6 +15,7 @@ and publish the meta once the log is durable through the seal (write-ahead).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -106,8 +107,15 @@ class CheckpointRun:
 
 
 class BufferManager:
-    def __init__(self, storage: Storage, router: zmq.Socket, to_log: zmq.Socket | None) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        router: zmq.Socket,
+        to_log: zmq.Socket | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.storage = storage
+        self.clock = clock
         self.router = router
         self.to_log = to_log
         self.log: ShippingLog | None = storage.log if to_log is not None else None
@@ -115,11 +123,9 @@ class BufferManager:
         self.batches: dict[int, int] = {}  # batch id -> first record number
         self.next_batch = 1
         self.service_stopped = False
-        self.txn_deadlines: dict[int, float] = {}
-        self.next_txn = 1
         self.checkpoint: CheckpointRun | None = None
         self.checkpoint_requests: list[Request] = []  # for the next checkpoint sealed
-        self.last_checkpoint = time.monotonic()
+        self.last_checkpoint = self.clock()
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="checkpoint")
         self.write_buffer = storage.pager.new_write_buffer()
         self.shutdown_request: Request | None = None
@@ -181,20 +187,15 @@ class BufferManager:
         return DEFERRED
 
     def begin(self, body: dict, request: Request) -> dict:
-        self.storage._guard()
-        txn = self.next_txn
-        self.next_txn += 1
-        self.storage.active_txns[txn] = self.storage.commit_seq
-        self.txn_deadlines[txn] = time.monotonic() + TXN_TTL_S
-        return {"txn": txn, "begin_seq": self.storage.commit_seq}
+        txn, begin_seq = self.storage.begin_transaction(self.clock() + TXN_TTL_S)
+        return {"txn": txn, "begin_seq": begin_seq}
 
     def end(self, body: dict, request: Request) -> None:
         self._end_txn(body["txn"])
 
     def _end_txn(self, txn: int | None) -> None:
         if txn is not None:
-            self.storage.active_txns.pop(txn, None)
-            self.txn_deadlines.pop(txn, None)
+            self.storage.end_transaction(txn)
 
     def commit(self, body: dict, request: Request):
         writes = body["writes"]
@@ -295,7 +296,7 @@ class BufferManager:
             return
         if message.kind == "failed":
             failure = JetError(body["err"], body["message"])
-            self.storage._fatal(failure)
+            self.storage.fail(failure)
             for record in sorted(self.waiting):
                 for request in self.waiting.pop(record):
                     reply(self.router, request, error=failure)
@@ -314,7 +315,7 @@ class BufferManager:
     # -- checkpoints -------------------------------------------------------
     def request_checkpoint(self, body: dict, request: Request):
         """Answer once a checkpoint sealed after this request is durable."""
-        self.storage._guard()
+        self.storage.check_usable()
         self.checkpoint_requests.append(request)
         return DEFERRED
 
@@ -359,11 +360,11 @@ class BufferManager:
             self.storage.write_meta(meta)
             self.storage.finish_checkpoint(meta)
         except JetError as exc:
-            self.storage._fatal(exc)
+            self.storage.fail(exc)
             for request in run.waiters:
                 reply(self.router, request, error=exc)
             return
-        self.last_checkpoint = time.monotonic()
+        self.last_checkpoint = self.clock()
         if self.to_log is not None:
             self.to_log.send(codec.encode(0, "checkpointed", {"lsn": run.lsn}))
         for request in run.waiters:
@@ -387,14 +388,9 @@ class BufferManager:
             self.checkpoint.waiters, self.checkpoint_requests = self.checkpoint_requests, []
             return
         changed = self.storage.pager.dirty or self.storage.changed_tables
-        overdue = time.monotonic() - self.last_checkpoint > CHECKPOINT_INTERVAL_S
+        overdue = self.clock() - self.last_checkpoint > CHECKPOINT_INTERVAL_S
         if self.storage.checkpoint_due() or (changed and overdue):
             self.start_checkpoint()
-
-    def expire_transactions(self) -> None:
-        now = time.monotonic()
-        for txn in [t for t, deadline in self.txn_deadlines.items() if deadline < now]:
-            self._end_txn(txn)
 
     # -- shutdown ------------------------------------------------------------
     def shutdown(self, body: dict, request: Request):
@@ -459,10 +455,10 @@ def main(config: dict) -> None:
                     break
             else:
                 manager.maybe_checkpoint()
-                manager.expire_transactions()
+                manager.storage.expire_transactions(manager.clock())
                 storage.pager.evict()
             host.heartbeat.idle()
     finally:
         manager.writer.shutdown(wait=True)
-        storage._close_files()
+        storage.close_files()
         host.close()

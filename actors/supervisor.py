@@ -245,11 +245,11 @@ class Supervisor:
     def _start_and_wait(self, name: str, options: dict) -> dict:
         """Start an actor and wait for its ready message, failing fast if it dies first."""
         state = self._spawn(name, options)
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = self.clock() + START_TIMEOUT
         poller = zmq.Poller()
         poller.register(self.inbox, zmq.POLLIN)
         poller.register(state.process.sentinel, zmq.POLLIN)
-        while time.monotonic() < deadline:
+        while self.clock() < deadline:
             ready = dict(poller.poll(100))
             if self.inbox in ready:
                 self._receive()
@@ -260,8 +260,8 @@ class Supervisor:
             if state.process.sentinel in ready:
                 # The actor's failure message left before it exited (its context waits
                 # out the linger), but may still be in our I/O thread: give it a moment.
-                late = time.monotonic() + FAILURE_REPORT_GRACE
-                while state.startup_error is None and time.monotonic() < late:
+                late = self.clock() + FAILURE_REPORT_GRACE
+                while state.startup_error is None and self.clock() < late:
                     if self.inbox.poll(50):
                         self._receive()
                 if state.startup_error is not None:
@@ -299,7 +299,7 @@ class Supervisor:
                     state.info = body["info"]
 
     def _watch(self) -> None:
-        last_turn = time.monotonic()
+        last_turn = self.clock()
         while self.watching.is_set():
             with self.mutex:
                 if self.inbox is None:  # released: after a failure or a stop
@@ -313,18 +313,26 @@ class Supervisor:
                 ready = dict(poller.poll(50))
             except zmq.ZMQError:
                 return  # the context is being torn down
-            turn = time.monotonic()
+            turn = self.clock()
             with self.mutex:
                 if self.inbox is not None and self.inbox in ready:
                     self._receive()
-                if turn - last_turn > self.hang_timeout / 2:
-                    # This thread itself was frozen or starved (SIGSTOP, a VM pause): the
-                    # actors' heartbeats of that time are still in flight.  Silence measured
-                    # across our own stall proves nothing about them.
-                    for state in self.actors.values():
-                        state.last_heartbeat = max(state.last_heartbeat, self.clock())
+            self.watch_turn(
+                turn - last_turn, dead=[sentinels[fd] for fd in sentinels if fd in ready]
+            )
             last_turn = turn
-            self.check(dead=[sentinels[fd] for fd in sentinels if fd in ready])
+
+    def watch_turn(self, since_last_turn: float, dead: list[ActorState] = ()) -> None:
+        """One turn of the watcher, ``since_last_turn`` seconds after the one before."""
+        if since_last_turn > self.hang_timeout / 2:
+            # This thread itself was frozen or starved (SIGSTOP, a VM pause): the actors'
+            # heartbeats of that time are still in flight.  Silence measured across our own
+            # stall proves nothing about them.
+            now = self.clock()
+            with self.mutex:
+                for state in self.actors.values():
+                    state.last_heartbeat = max(state.last_heartbeat, now)
+        self.check(dead)
 
     def check(self, dead: list[ActorState] = ()) -> None:
         """Apply the watch rules once: deaths, silence, stuck loops, due restarts."""

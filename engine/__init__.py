@@ -14,8 +14,8 @@ _PUBLIC = {
     "Instance": "api",
     "connect": "api",
     "Progress": "backup",
-    "restore": "restore",
-    "verify_backup": "restore",
+    "restore": "backup_restore",
+    "verify_backup": "backup_restore",
     "Session": "client",
     "JetError": "errors",
 }

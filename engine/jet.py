@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Callable
 
-from . import api, backup, restore
+from . import api, backup, backup_restore
 from .errors import ERRORS, JetError
 
 globals().update(ERRORS)  # JET_errBackupInProgress = -505, ... one source of truth
@@ -91,7 +91,7 @@ def JetRestoreInstance(instance, sz, szDest=None, pfn: PfnStatus | None = None) 
             raise JetError("JET_errInvalidParameter", "no destination for the restore")
         _restoring.set()
         try:
-            restore.restore(sz, target, status=_status(pfn, JET_snpRestore))
+            backup_restore.restore(sz, target, status=_status(pfn, JET_snpRestore))
         finally:
             _restoring.clear()
 

@@ -88,10 +88,10 @@ def fspath(path: str | bytes | os.PathLike) -> str:
 class Transaction:
     """An open transaction of the in-process engine: reads see its own writes."""
 
-    def __init__(self, storage: Storage, txn_id: int) -> None:
+    def __init__(self, storage: Storage, txn_id: int, begin_seq: int) -> None:
         self.storage = storage
         self.txn_id = txn_id
-        self.begin_seq = storage.commit_seq
+        self.begin_seq = begin_seq
         self.writes = WriteSet()
         self.open = True
 
@@ -133,7 +133,7 @@ class Transaction:
 
     def _end(self) -> None:
         self.open = False
-        self.storage.active_txns.pop(self.txn_id, None)
+        self.storage.end_transaction(self.txn_id)
 
 
 class Storage:
@@ -180,7 +180,8 @@ class Storage:
         self.failure: JetError | None = None
         self.commit_seq = 0
         self.last_write: dict[tuple[str, bytes], int] = {}
-        self.active_txns: dict[int, int] = {}
+        self.active_txns: dict[int, int] = {}  # txn -> the commit_seq it began at
+        self.txn_deadlines: dict[int, float] = {}
         self.next_txn_id = 1
         self.replayed = 0
         self.pins: list[PinnedCheckpoint] = []
@@ -193,7 +194,7 @@ class Storage:
         try:
             self._open_existing()
         except BaseException:
-            self._close_files()
+            self.close_files()
             raise
         self.closed = False
         return self
@@ -355,7 +356,7 @@ class Storage:
         )
 
     # -- failure -------------------------------------------------------------
-    def _guard(self) -> None:
+    def check_usable(self) -> None:
         if self.closed:
             raise JetError("JET_errNotInitialized", f"{self.path} is not open")
         if self.failure is not None:
@@ -364,7 +365,7 @@ class Storage:
                 f"{self.path} stopped after a fatal error: {self.failure}",
             )
 
-    def _fatal(self, exc: BaseException) -> None:
+    def fail(self, exc: BaseException) -> None:
         """After a failure half-way through a change, memory and disk disagree: stop."""
         if self.failure is None:
             self.failure = exc if isinstance(exc, JetError) else JetError("JET_errDiskIO", str(exc))
@@ -377,46 +378,67 @@ class Storage:
         return root
 
     def list_tables(self) -> list[str]:
-        self._guard()
+        self.check_usable()
         return sorted(self.tables)
 
     def create_table(self, table: str) -> None:
-        self._guard()
+        self.check_usable()
         check_table_name(table)
         if table in self.tables:
             raise JetError("JET_errTableDuplicate", f"table {table!r} already exists")
         self._log_and_apply((redo_format.CREATE_TABLE, table), False)
 
     def drop_table(self, table: str) -> None:
-        self._guard()
+        self.check_usable()
         self.table_root(check_table_name(table))
         self._log_and_apply((redo_format.DROP_TABLE, table), False)
 
     # -- reads --------------------------------------------------------------
     def get(self, table: str, key: bytes) -> bytes | None:
-        self._guard()
+        self.check_usable()
         return btree.get(self.pager, self.table_root(check_table_name(table)), check_key(key))
 
     def scan(
         self, table: str, start: bytes | None = None, end: bytes | None = None
     ) -> Iterator[tuple[bytes, bytes]]:
-        self._guard()
+        self.check_usable()
         self.table_root(check_table_name(table))
         start, end = check_range(start, end)
 
         def current_root() -> int:
-            self._guard()
+            self.check_usable()
             return self.table_root(table)
 
         return btree.scan(self.pager, current_root, start, end)
 
     # -- writes ---------------------------------------------------------------
+    # -- transactions: one registry, for Transaction and the buffer manager's sessions --
     def begin(self) -> Transaction:
-        self._guard()
-        txn = Transaction(self, self.next_txn_id)
-        self.active_txns[txn.txn_id] = txn.begin_seq
+        """A transaction of this process (the tests' and the tools' way in)."""
+        return Transaction(self, *self.begin_transaction())
+
+    def begin_transaction(self, deadline: float | None = None) -> tuple[int, int]:
+        """Register a transaction: (its id, the commit_seq it began at).  Commits check
+        their conflicts against the writes made since.  ``deadline`` (on the caller's
+        clock): ``expire_transactions`` ends it after that."""
+        self.check_usable()
+        txn = self.next_txn_id
         self.next_txn_id += 1
-        return txn
+        self.active_txns[txn] = self.commit_seq
+        if deadline is not None:
+            self.txn_deadlines[txn] = deadline
+        return txn, self.commit_seq
+
+    def end_transaction(self, txn: int) -> None:
+        self.active_txns.pop(txn, None)
+        self.txn_deadlines.pop(txn, None)
+
+    def expire_transactions(self, now: float) -> list[int]:
+        """End every transaction whose deadline passed (a client that went away)."""
+        expired = [txn for txn, deadline in self.txn_deadlines.items() if deadline < now]
+        for txn in expired:
+            self.end_transaction(txn)
+        return expired
 
     def commit(
         self,
@@ -431,7 +453,7 @@ class Storage:
         another transaction committed after that fails with JET_errWriteConflict.
         None means the write set was built and committed in one step.
         """
-        self._guard()
+        self.check_usable()
         writes = {
             table: {check_key(k): None if v is None else check_value(v) for k, v in kv.items()}
             for table, kv in writes.items()
@@ -469,7 +491,7 @@ class Storage:
                 self.checkpoint()
             self.pager.evict()
         except BaseException as exc:
-            self._fatal(exc)
+            self.fail(exc)
             raise
         return lsn
 
@@ -529,7 +551,7 @@ class Storage:
             if self.circular and self.log:
                 self.log.truncate_below(self.log_floor())
         except BaseException as exc:
-            self._fatal(exc)
+            self.fail(exc)
             raise
         return meta
 
@@ -602,7 +624,7 @@ class Storage:
 
     def pin_checkpoint(self) -> PinnedCheckpoint:
         """Keep the durable checkpoint's pages untouched until ``unpin_checkpoint``."""
-        self._guard()
+        self.check_usable()
         pin = PinnedCheckpoint(self.pager.pin(), self.durable_meta)
         self.pins.append(pin)
         return pin
@@ -651,9 +673,9 @@ class Storage:
                 self.checkpoint(state=DB_CLEAN)
         finally:
             self.closed = True
-            self._close_files()
+            self.close_files()
 
-    def _close_files(self) -> None:
+    def close_files(self) -> None:
         if getattr(self, "log", None) is not None:
             self.log.close()
         if getattr(self, "file", None) is not None:

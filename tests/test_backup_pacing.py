@@ -138,6 +138,15 @@ def test_verifying_a_generation_ticks_per_chunk(tmp_path):
     assert len(closed) >= 3 and len(ticks) >= len(closed)  # at least once per generation
 
 
+def test_time_idle_since_the_rate_was_set_earns_no_burst():
+    fake = FakeTime()
+    throttle, _ = make_throttle(fake, foreground=False, rate=1 << 20, min_rate=0)
+    fake.now += 3.0  # the operator set the rate a while before the backup
+    with throttle.copying():
+        copy_chunk(fake, throttle, 0.01)
+    assert fake.slept == pytest.approx([0.99])  # 1 MiB at 1 MiB/s takes a second
+
+
 def test_ceiling_holds_the_copy_to_its_rate():
     fake = FakeTime()
     throttle, _ = make_throttle(fake, foreground=False, rate=1 << 20, min_rate=0)

@@ -10,8 +10,8 @@ import pytest
 from inprocess import RecordingHooks, StoragePeers, run_backup
 
 from jetstore.engine.backup import locate_backup, read_manifest
+from jetstore.engine.backup_restore import restore, verify_backup
 from jetstore.engine.errors import JetError
-from jetstore.engine.restore import restore, verify_backup
 from jetstore.engine.storage import Storage
 
 OPTIONS = {"log_file_size": 1 << 20, "auto_checkpoint": False}

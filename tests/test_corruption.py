@@ -239,7 +239,7 @@ def test_meta_fallback_never_serves_recycled_pages(tmp_path):
     storage.commit({"x": {b"x%05d" % i: b"c" * 100 for i in range(600)}}, None)
     assert sum(1 for _ in storage.scan("t")) == 10_000  # x's dirty pages become the oldest
     storage.commit({"x": {b"y": b"d"}}, None)  # the cache is over budget: they are evicted
-    storage._close_files()
+    storage.close_files()
     flip_bit(os.path.join(path, DB_FILE), newest.slot * newest.page_size + 100)
     try:
         reopened = Storage.open(path, create=False, **options)
@@ -248,7 +248,7 @@ def test_meta_fallback_never_serves_recycled_pages(tmp_path):
     try:
         assert dict(reopened.scan("t")) == rows
     finally:
-        reopened._close_files()
+        reopened.close_files()
 
 
 # -- log generations -------------------------------------------------------------------------

@@ -72,7 +72,7 @@ def run_trial(tmp_path, env: FaultEnv, rng: random.Random | None) -> None:
         workload(storage, acknowledged)
     except SimulatedCrash:
         if storage is not None:
-            storage._close_files()  # the process is gone; only its descriptors remain here
+            storage.close_files()  # the process is gone; only its descriptors remain here
     env.crash(rng)
     with Storage.open(tmp_path, env=env, **OPTIONS) as storage:
         done = len(acknowledged)

@@ -27,7 +27,7 @@ def crashed_instance(path, commits: int = 400) -> dict[bytes, bytes]:
     for i in range(commits):
         expected[b"%05d" % i] = b"v" * 300
         storage.commit({"t": {b"%05d" % i: b"v" * 300}}, None)
-    storage._close_files()
+    storage.close_files()
     return expected
 
 

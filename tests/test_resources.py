@@ -179,7 +179,7 @@ def test_a_log_failure_abandons_the_checkpoint_waiting_for_it(tmp_path):
         assert codec.result_of(codec.decode(client.recv())) == {"clean": False}
     finally:
         manager.writer.shutdown(wait=True)
-        storage._close_files()
+        storage.close_files()
         for sock in (router, client, to_log, log_writer):
             sock.close(0)
         context.term()

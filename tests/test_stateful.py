@@ -44,7 +44,7 @@ class StorageMachine(RuleBasedStateMachine):
         self.txn_model: dict[bytes, bytes] | None = None
 
     def teardown(self) -> None:
-        self.storage._close_files()
+        self.storage.close_files()
         import shutil
 
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -120,7 +120,7 @@ class StorageMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.txn is None)
     @rule()
     def crash_and_reopen(self):
-        self.storage._close_files()
+        self.storage.close_files()
         self.env.crash()
         self.storage = Storage.open(self.dir, env=self.env, **OPTIONS)
         actual = dict(self.storage.scan("t"))

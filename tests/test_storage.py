@@ -219,7 +219,7 @@ def test_crash_without_close_replays_the_log(tmp_path):
     s.create_table("t")
     for i in range(300):
         s.commit({"t": {b"%d" % i: b"v%d" % i}}, None)
-    s._close_files()  # the process dies: no checkpoint, no clean state
+    s.close_files()  # the process dies: no checkpoint, no clean state
     with open_storage(tmp_path) as s:
         assert s.replayed > 0
         assert contents(s) == {b"%d" % i: b"v%d" % i for i in range(300)}
@@ -231,7 +231,7 @@ def test_lazy_commits_are_durable_after_checkpoint(tmp_path):
     s.create_table("t")
     s.commit({"t": {b"lazy": b"1"}}, None, lazy=True)
     s.checkpoint()  # the write-ahead rule syncs the log first
-    s._close_files()
+    s.close_files()
     with open_storage(tmp_path) as s:
         assert s.get("t", b"lazy") == b"1"
 
@@ -346,3 +346,18 @@ def test_meta_layout_fields_roundtrip(tmp_path):
     with open(tmp_path / DB_FILE, "rb") as f:
         again = read_meta(_RawFile(f))
     assert again.db_signature == meta.db_signature and again.seq == meta.seq + 1
+
+
+def test_a_transaction_past_its_deadline_is_ended_by_the_clock(tmp_path):
+    """The buffer manager's sessions are ended when their client goes away: their
+    deadline passes on the clock the caller gives, no waiting here."""
+    with Storage.open(str(tmp_path / "db")) as s:
+        kept, _ = s.begin_transaction(deadline=1000.0)
+        lost, _ = s.begin_transaction(deadline=10.0)
+        local = s.begin()  # no deadline: a transaction of this process ends when it ends
+        assert s.expire_transactions(now=9.0) == []
+        assert s.expire_transactions(now=11.0) == [lost]
+        assert set(s.active_txns) == {kept, local.txn_id}
+        local.rollback()
+        s.end_transaction(kept)
+        assert s.active_txns == {} and s.expire_transactions(now=2000.0) == []

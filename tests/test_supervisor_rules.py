@@ -160,3 +160,17 @@ def test_a_stable_worker_earns_back_its_restarts(tmp_path):
     heartbeat_all(supervisor, clock)
     supervisor.check()
     assert supervisor.actors["backup_worker"].restarts == 0
+
+
+def test_a_watcher_frozen_past_the_hang_timeout_blames_no_actor(tmp_path):
+    """After a SIGSTOP of the whole process, the watcher may run before the I/O thread has
+    handed it the heartbeats sent meanwhile: its own stall is not the actors' silence."""
+    clock = FakeClock()
+    supervisor, _ = make_supervisor(tmp_path, clock)  # every pid looks stopped
+    clock.now += 1.3  # the process was frozen for 1.3 s (hang_timeout 1.0)
+    supervisor.watch_turn(since_last_turn=1.3)
+    assert supervisor.failure is None
+    clock.now += 1.1  # then a real silence, across ordinary turns
+    for _ in range(22):
+        supervisor.watch_turn(since_last_turn=0.05)
+    assert supervisor.failure is not None and "no heartbeat" in supervisor.failure.message

@@ -43,7 +43,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     if args.what == "backup":
         from jetstore.engine.backup import locate_backup
-        from jetstore.engine.restore import verify_backup
+        from jetstore.engine.backup_restore import verify_backup
 
         directory, manifest = locate_backup(args.path)
         report = {"directory": directory, "manifest": manifest}
@@ -91,7 +91,7 @@ def _progress_printer(enabled: bool):
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from jetstore.engine.restore import restore
+    from jetstore.engine.backup_restore import restore
 
     result = restore(
         args.backup, args.dest, log_dir=args.log_dir, status=_progress_printer(not args.json)
@@ -101,7 +101,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_verify_backup(args: argparse.Namespace) -> int:
-    from jetstore.engine.restore import verify_backup
+    from jetstore.engine.backup_restore import verify_backup
 
     _print(
         verify_backup(args.backup, report=_progress_printer(not args.json) or (lambda p: None)),

@@ -124,6 +124,7 @@ import crc32c
 
 from jetstore.engine import manifest_format
 from jetstore.engine.backup import read_manifest
+from jetstore.engine.backup_restore import restore, verify_backup
 from jetstore.engine.errors import ERRORS, JetError
 from jetstore.engine.fileio import DEFAULT_ENV
 from jetstore.engine.inspectors import dump_header, verify_database
@@ -148,7 +149,6 @@ from jetstore.engine.log_reader import LogReader, dump_log, list_generations
 from jetstore.engine.meta_format import FIRST_DATA_PAGE, META_SLOTS, Meta
 from jetstore.engine.page_format import PAGE_TYPE_NAMES, PageHeader
 from jetstore.engine.pager import Pager
-from jetstore.engine.restore import restore, verify_backup
 from jetstore.engine.storage import DB_FILE, LOG_DIR, Storage, read_meta
 
 DETECTED, HARMLESS, VIOLATION = "DETECTED", "HARMLESS", "VIOLATION"
@@ -369,7 +369,7 @@ def build_instance(path: str) -> Model:
         for i in range(40):
             commit("t", {b"tail%03d" % i: _value(7000 + i, 120)})
     finally:
-        storage._close_files()  # the process dies: no checkpoint, no clean state
+        storage.close_files()  # the process dies: no checkpoint, no clean state
     return model
 
 
@@ -390,7 +390,7 @@ def build_quiet_instance(path: str) -> Model:
         for batch in range(15):
             commit("t", {b"s%03d" % batch: _value(8700 + batch, 130)})
     finally:
-        storage._close_files()
+        storage.close_files()
     return model
 
 
@@ -441,13 +441,13 @@ def read_everything(path: str) -> tuple[State, dict, str | None]:
         if table is not None:
             storage.commit({table: dict([MARKER])}, None)
     finally:
-        storage._close_files()  # the process dies: what recovery made must be recoverable
+        storage.close_files()  # the process dies: what recovery made must be recoverable
     storage = Storage.open(path, create=False, **OPTIONS)
     try:
         again = {table: dict(storage.scan(table)) for table in storage.list_tables()}
         check_checkpoint(storage.pager, storage.durable_meta)
     except BaseException:
-        storage._close_files()
+        storage.close_files()
         raise
     storage.close()
     want = {name: dict(rows) for name, rows in state.items()}
