@@ -28,7 +28,7 @@ from .fileio import DEFAULT_ENV, Env, File
 from .log_format import generation_file_name, lsn_gen, make_lsn
 from .log_reader import LogReader, list_generations
 from .meta_format import META_SLOTS, Meta
-from .page_format import verify_page, zero_page
+from .page_format import page_pgno, verify_page, zero_page
 from .pager import WRITE_BATCH_PAGES, Pager, used_pages
 from .storage import DB_FILE, LOG_DIR
 
@@ -312,7 +312,7 @@ def copy_database(
 
 
 def meta_page_slot(meta_page: bytes) -> int:
-    return int.from_bytes(meta_page[4:8], "little")
+    return page_pgno(meta_page)  # a meta page's number is its slot
 
 
 # -- copying logs ---------------------------------------------------------------

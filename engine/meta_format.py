@@ -58,6 +58,8 @@ assert META_BODY.size == META_BODY_SIZE
 BACKUP_RECORD = struct.Struct("<QIIQ16s")
 assert BACKUP_RECORD.size == 40
 
+MAGIC_OFFSET, PAGE_SIZE_OFFSET = 0, 12  # in the body: what opening reads before verifying
+assert struct.calcsize("<8sI") == PAGE_SIZE_OFFSET  # magic, version, then page_size
 META_SLOTS = (0, 1)
 FIRST_DATA_PAGE = 2
 
@@ -214,7 +216,7 @@ def page_size_of(page: bytes) -> int | None:
     Opening needs it before it can know where slot 1 starts; the slot is then
     verified in full by ``Meta.from_page``.
     """
-    start = PAGE_HEADER_SIZE
-    if page[start : start + 8] != MAGIC:
+    start = PAGE_HEADER_SIZE + MAGIC_OFFSET
+    if page[start : start + len(MAGIC)] != MAGIC:
         return None
-    return struct.unpack_from("<I", page, start + 12)[0]
+    return struct.unpack_from("<I", page, PAGE_HEADER_SIZE + PAGE_SIZE_OFFSET)[0]

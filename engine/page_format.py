@@ -46,6 +46,9 @@ from .errors import JetError
 PAGE_HEADER = struct.Struct("<IIQBBHI")
 PAGE_HEADER_SIZE = 24
 assert PAGE_HEADER.size == PAGE_HEADER_SIZE
+CRC_OFFSET, PGNO_OFFSET, BODY_LEN_OFFSET = 0, 4, 20
+CHECKSUMMED_FROM = PGNO_OFFSET  # the crc covers the page from here to its end
+U32 = struct.Struct("<I")  # crc32c, pgno, body_len
 
 CHAIN_HEADER = struct.Struct("<I")  # next_pgno of overflow and freelist pages
 FREELIST_HEADER = struct.Struct("<II")  # next_pgno, count
@@ -103,7 +106,9 @@ def build_page_into(
     PAGE_HEADER.pack_into(buf, offset, 0, pgno, lsn, page_type, 0, 0, len(body))
     buf[offset + PAGE_HEADER_SIZE : body_end] = body
     buf[body_end:end] = memoryview(zero_page(page_size))[: end - body_end]
-    struct.pack_into("<I", buf, offset, crc32c.crc32c(memoryview(buf)[offset + 4 : end]))
+    U32.pack_into(
+        buf, offset + CRC_OFFSET, crc32c.crc32c(memoryview(buf)[offset + CHECKSUMMED_FROM : end])
+    )
 
 
 def build_page(page_size: int, pgno: int, lsn: int, page_type: int, body) -> bytes:
@@ -127,8 +132,8 @@ class PageImage:
 
 def classify_page(page: bytes, pgno: int) -> str:
     """PAGE_OK, PAGE_UNINITIALIZED, PAGE_BAD_CHECKSUM or PAGE_WRONG_PGNO."""
-    stored_crc, stored_pgno = struct.unpack_from("<II", page)
-    if stored_crc != crc32c.crc32c(memoryview(page)[4:]):
+    stored_crc, stored_pgno = U32.unpack_from(page, CRC_OFFSET)[0], page_pgno(page)
+    if stored_crc != crc32c.crc32c(memoryview(page)[CHECKSUMMED_FROM:]):
         return PAGE_UNINITIALIZED if page == zero_page(len(page)) else PAGE_BAD_CHECKSUM
     return PAGE_OK if stored_pgno == pgno else PAGE_WRONG_PGNO
 
@@ -142,8 +147,13 @@ class PageHeader:
         )
 
 
+def page_pgno(page: bytes) -> int:
+    """The page number a page says it holds (meta pages: their slot)."""
+    return U32.unpack_from(page, PGNO_OFFSET)[0]
+
+
 def page_body(page: bytes) -> memoryview:
-    body_len = struct.unpack_from("<I", page, 20)[0]
+    body_len = U32.unpack_from(page, BODY_LEN_OFFSET)[0]
     return memoryview(page)[PAGE_HEADER_SIZE : PAGE_HEADER_SIZE + body_len]
 
 
@@ -162,6 +172,37 @@ def verify_page(page: bytes, pgno: int, path: str, *, allow_uninitialized: bool 
             return None
         raise JetError("JET_errPageNotInitialized", f"{where} was never written")
     if outcome == PAGE_WRONG_PGNO:
-        found = struct.unpack_from("<I", page, 4)[0]
+        found = page_pgno(page)
         raise JetError("JET_errReadPgnoVerifyFailure", f"{where} holds page {found}")
     raise JetError("JET_errReadVerifyFailure", f"{where}: checksum mismatch")
+
+
+# -- chained bodies: overflow values and the free list ------------------------------------
+
+
+def overflow_body(next_pgno: int, data: bytes) -> bytes:
+    return CHAIN_HEADER.pack(next_pgno) + data
+
+
+def unpack_overflow(body: memoryview) -> tuple[int, memoryview]:
+    """(next_pgno, the slice of the value) of an overflow page's body."""
+    return CHAIN_HEADER.unpack_from(body)[0], body[CHAIN_HEADER.size :]
+
+
+def overflow_capacity(page_size: int) -> int:
+    return body_capacity(page_size) - CHAIN_HEADER.size
+
+
+def freelist_body(next_pgno: int, free: list[int]) -> bytes:
+    return FREELIST_HEADER.pack(next_pgno, len(free)) + struct.pack(f"<{len(free)}I", *free)
+
+
+def unpack_freelist(body: memoryview) -> tuple[int, tuple[int, ...]]:
+    """(next_pgno, the free page numbers) of a free-list page's body."""
+    next_pgno, count = FREELIST_HEADER.unpack_from(body)
+    return next_pgno, struct.unpack_from(f"<{count}I", body, FREELIST_HEADER.size)
+
+
+def freelist_capacity(page_size: int) -> int:
+    """Page numbers one free-list page holds."""
+    return (body_capacity(page_size) - FREELIST_HEADER.size) // 4

@@ -25,7 +25,6 @@ commits) and ``finish`` (the checkpoint is durable: release what it freed).
 from __future__ import annotations
 
 import heapq
-import struct
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from operator import itemgetter
@@ -36,8 +35,6 @@ from .errors import JetError
 from .fileio import File
 from .meta_format import FIRST_DATA_PAGE
 from .page_format import (
-    CHAIN_HEADER,
-    FREELIST_HEADER,
     PAGE_BRANCH,
     PAGE_FREELIST,
     PAGE_LEAF,
@@ -47,7 +44,13 @@ from .page_format import (
     PageImage,
     body_capacity,
     build_page_into,
+    freelist_body,
+    freelist_capacity,
+    overflow_body,
+    overflow_capacity,
     page_body,
+    unpack_freelist,
+    unpack_overflow,
     verify_page,
 )
 
@@ -299,12 +302,12 @@ class Pager:
     # -- overflow chains -----------------------------------------------------
     def write_overflow(self, value: bytes) -> list:
         """Store a large value in a chain of fresh pages; returns the leaf's reference."""
-        chunk = self.capacity - CHAIN_HEADER.size
+        chunk = overflow_capacity(self.page_size)
         pgnos = [self.allocate() for _ in range(0, len(value), chunk)]
         images = []
         for i, pgno in enumerate(pgnos):
             next_pgno = pgnos[i + 1] if i + 1 < len(pgnos) else 0
-            body = CHAIN_HEADER.pack(next_pgno) + value[i * chunk : (i + 1) * chunk]
+            body = overflow_body(next_pgno, value[i * chunk : (i + 1) * chunk])
             images.append((pgno, PageImage(pgno, self.current_lsn, PAGE_OVERFLOW, body)))
         self.write_pages(images)
         return [len(value), pgnos[0]]
@@ -318,11 +321,10 @@ class Pager:
                     "JET_errDatabaseCorrupted",
                     f"{self.path}: overflow chain ends after {seen} of {total} bytes",
                 )
-            body = page_body(self.read_page(pgno, PAGE_OVERFLOW)[1])
-            data = body[CHAIN_HEADER.size :]
+            next_pgno, data = unpack_overflow(page_body(self.read_page(pgno, PAGE_OVERFLOW)[1]))
             yield pgno, data
             seen += len(data)
-            pgno = CHAIN_HEADER.unpack_from(body)[0]
+            pgno = next_pgno
 
     def read_overflow(self, ref: list) -> bytes:
         value = b"".join(bytes(data) for _pgno, data in self._overflow_chain(ref))
@@ -352,15 +354,14 @@ class Pager:
         while pgno:
             if len(pages) > self.page_count:
                 raise JetError("JET_errDatabaseCorrupted", f"{self.path}: free list has a cycle")
-            body = page_body(self.read_page(pgno, PAGE_FREELIST)[1])
-            next_pgno, count = FREELIST_HEADER.unpack_from(body)
-            free.extend(struct.unpack_from(f"<{count}I", body, FREELIST_HEADER.size))
+            next_pgno, held = unpack_freelist(page_body(self.read_page(pgno, PAGE_FREELIST)[1]))
+            free.extend(held)
             pages.append(pgno)
             pgno = next_pgno
         return pages, free
 
     def _freelist_images(self, free: list[int]) -> tuple[list[tuple[int, bytes]], int]:
-        per_page = (self.capacity - FREELIST_HEADER.size) // 4
+        per_page = freelist_capacity(self.page_size)
         needed = -(-len(free) // per_page)
         holders = [
             heapq.heappop(self.free_now) if self.free_now else self._extend() for _ in range(needed)
@@ -371,9 +372,7 @@ class Pager:
         for i, pgno in enumerate(holders):
             chunk = free[i * per_page : (i + 1) * per_page]
             next_pgno = holders[i + 1] if i + 1 < len(holders) else 0
-            body = FREELIST_HEADER.pack(next_pgno, len(chunk)) + struct.pack(
-                f"<{len(chunk)}I", *chunk
-            )
+            body = freelist_body(next_pgno, chunk)
             images.append((pgno, PageImage(pgno, self.current_lsn, PAGE_FREELIST, body)))
         self.freelist_pages = holders
         return images, len(free)

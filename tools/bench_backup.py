@@ -37,8 +37,8 @@ import psutil
 
 from jetstore.engine import Instance, restore
 from jetstore.engine.storage import DB_FILE, LOG_DIR, Storage
-from jetstore.tools.bench_commit import _jetstore_client, collect, start_clients, summarize
-from jetstore.tools.benchmark import add_common_arguments, benchmark_run
+from jetstore.tools.bench_commit import _jetstore_client, collect, summarize
+from jetstore.tools.benchmark import add_common_arguments, benchmark_run, start_clients
 
 
 def build_database(path: str, megabytes: int) -> int:

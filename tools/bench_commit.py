@@ -19,11 +19,13 @@ import os
 import sqlite3
 import time
 
-import multiprocess
-
-from jetstore.engine.errors import JetError
 from jetstore.tools import bench_floor
-from jetstore.tools.benchmark import add_common_arguments, benchmark_run
+from jetstore.tools.benchmark import (
+    add_common_arguments,
+    benchmark_run,
+    commit_loop,
+    start_clients,
+)
 
 VALUE = b"v" * 100
 
@@ -33,7 +35,7 @@ def _jetstore_client(path: str, index: int, seconds: float, start_at: float, res
 
     client = connect(path)
     session = client.session()
-    results.put(_run(lambda key: session.put("t", key, VALUE), index, seconds, start_at))
+    results.put(commit_loop(lambda key: session.put("t", key, VALUE), index, seconds, start_at))
     client.close()
 
 
@@ -42,40 +44,8 @@ def _sqlite_client(path: str, index: int, seconds: float, start_at: float, resul
     db.execute("PRAGMA synchronous=FULL")
     db.execute("PRAGMA busy_timeout=60000")
     insert = "INSERT INTO t VALUES (?, ?)"
-    results.put(_run(lambda key: db.execute(insert, (key, VALUE)), index, seconds, start_at))
+    results.put(commit_loop(lambda key: db.execute(insert, (key, VALUE)), index, seconds, start_at))
     db.close()
-
-
-def _run(commit, index: int, seconds: float, start_at: float) -> list[tuple[float, float]]:
-    """Commit in a loop from ``start_at`` for ``seconds``: (wall-clock start, latency) each."""
-    while time.time() < start_at:
-        time.sleep(0.001)
-    samples = []
-    end = time.perf_counter() + seconds
-    i = 0
-    while time.perf_counter() < end:
-        wall, began = time.time(), time.perf_counter()
-        try:
-            commit(b"%03d-%09d" % (index, i))
-        except JetError:
-            break  # the instance went away (a crash benchmark kills it on purpose)
-        samples.append((wall, time.perf_counter() - began))
-        i += 1
-    return samples
-
-
-def start_clients(target, path: str, clients: int, seconds: float, lead: float = 1.5):
-    """Start client processes that begin committing together ``lead`` seconds from now."""
-    context = multiprocess.get_context("spawn")
-    results = context.Queue()
-    start_at = time.time() + lead
-    processes = [
-        context.Process(target=target, args=(path, n, seconds, start_at, results))
-        for n in range(clients)
-    ]
-    for process in processes:
-        process.start()
-    return start_at, processes, results
 
 
 def collect(processes, results, seconds: float) -> list[tuple[float, float]]:

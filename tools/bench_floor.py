@@ -16,6 +16,8 @@ import os
 import multiprocess
 import zmq
 
+from jetstore.tools.benchmark import commit_loop
+
 RECORD = b"r" * 150  # about the size of a one-put redo record
 LOG_BYTES = 64 << 20  # preallocated: appends never grow the file
 STOP = b"stop"
@@ -85,8 +87,6 @@ def _log_writer(directory: str) -> None:
 
 def client(directory: str, index: int, seconds: float, start_at: float, results) -> None:
     """A bench_commit client: one request and its reply per commit."""
-    from jetstore.tools.bench_commit import _run
-
     context = zmq.Context()
     sock = context.socket(zmq.DEALER)
     sock.connect(_endpoints(directory)["requests"])
@@ -95,7 +95,7 @@ def client(directory: str, index: int, seconds: float, start_at: float, results)
         sock.send(key)
         sock.recv()
 
-    results.put(_run(commit, index, seconds, start_at))
+    results.put(commit_loop(commit, index, seconds, start_at))
     sock.close(0)
     context.term()
 

@@ -13,8 +13,13 @@ import platform
 import shutil
 import sqlite3
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+import multiprocess
+
+from jetstore.engine.errors import JetError
 
 
 def machine() -> dict:
@@ -53,3 +58,35 @@ def benchmark_run(args: argparse.Namespace) -> Iterator[tuple[str, dict]]:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
+
+
+def commit_loop(commit, index: int, seconds: float, start_at: float) -> list[tuple[float, float]]:
+    """Commit in a loop from ``start_at`` for ``seconds``: (wall-clock start, latency) each."""
+    while time.time() < start_at:
+        time.sleep(0.001)
+    samples = []
+    end = time.perf_counter() + seconds
+    i = 0
+    while time.perf_counter() < end:
+        wall, began = time.time(), time.perf_counter()
+        try:
+            commit(b"%03d-%09d" % (index, i))
+        except JetError:
+            break  # the instance went away (a crash benchmark kills it on purpose)
+        samples.append((wall, time.perf_counter() - began))
+        i += 1
+    return samples
+
+
+def start_clients(target, path: str, clients: int, seconds: float, lead: float = 1.5):
+    """Start client processes that begin committing together ``lead`` seconds from now."""
+    context = multiprocess.get_context("spawn")
+    results = context.Queue()
+    start_at = time.time() + lead
+    processes = [
+        context.Process(target=target, args=(path, n, seconds, start_at, results))
+        for n in range(clients)
+    ]
+    for process in processes:
+        process.start()
+    return start_at, processes, results
