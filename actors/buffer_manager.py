@@ -27,6 +27,7 @@ from jetstore.engine.faults import env_for
 from jetstore.engine.fileio import DEFAULT_ENV
 from jetstore.engine.log_format import RECORDS_START, make_lsn
 from jetstore.engine.meta_format import DB_CLEAN, BackupRecord, Meta
+from jetstore.engine.redo_sink import Ticket
 from jetstore.engine.storage import Storage
 from jetstore.engine.writeset import (
     entry_size,
@@ -62,12 +63,12 @@ TXN_TTL_S = 3600.0  # a registered transaction silent this long is presumed aban
 
 
 class ShippingLog:
-    """The Storage's log while the log writer owns the files.
+    """The Storage's redo sink while the log writer owns the files (redo_sink.py).
 
-    ``append`` only queues the record; record n (counting from 0 since the
-    actor started) becomes durable when the log writer says so.  Pages are
-    stamped with the newest durable LSN known when they change: at or before
-    the change's own record.
+    ``append`` only queues the record; the record of ticket n (counting from 0 since
+    the actor started) becomes durable when the log writer says so.  Pages are
+    stamped with the newest durable LSN known when they change: at or before the
+    change's own record.
     """
 
     def __init__(self, end_lsn: int, generation: int) -> None:
@@ -79,19 +80,16 @@ class ShippingLog:
         self.current_generation = generation
         self.oldest_generation = 0  # the log writer knows; status merges it
 
-    def append(self, payload: bytes) -> int:
+    def append(self, payload: bytes) -> Ticket:
         self.queue.append(payload)
         self.queued_bytes += len(payload)
         self.appended += 1
-        return self.end_lsn
+        return Ticket(self.appended - 1, self.end_lsn)
 
     def take(self) -> list[bytes]:
         """The queued records, for one batch to the log writer; the queue starts over."""
         records, self.queue, self.queued_bytes = self.queue, [], 0
         return records
-
-    def sync(self) -> int:
-        return self.end_lsn  # durability is reported asynchronously
 
     def close(self) -> None:
         pass
@@ -179,11 +177,10 @@ class BufferManager:
 
     def logged(self, request: Request, operation, *args, lazy: bool = False):
         """Run an operation that writes a redo record; answer once the record is durable."""
-        before = self.log.appended if self.log else 0
-        lsn = operation(*args)
-        if self.log is None or lazy or self.log.appended == before:
-            return {"lsn": lsn or 0}
-        self.waiting.setdefault(self.log.appended - 1, []).append(request)
+        ticket = operation(*args)
+        if ticket is None or lazy:
+            return {"lsn": ticket.lsn if ticket else 0}
+        self.waiting.setdefault(ticket.number, []).append(request)
         return DEFERRED
 
     def begin(self, body: dict, request: Request) -> dict:
@@ -268,7 +265,7 @@ class BufferManager:
         stats.update(
             waiting_commits=sum(len(v) for v in self.waiting.values()),
             inflight_batches=len(self.batches),
-            open_transactions=len(self.storage.active_txns),
+            open_transactions=len(self.storage.transactions.active),
             checkpoint_running=self.checkpoint is not None,
             service_stopped=self.service_stopped,
         )
@@ -417,7 +414,11 @@ def main(config: dict) -> None:
     options = cfg.options
     try:
         storage = Storage.open(
-            cfg.path, auto_checkpoint=False, env=env_for(DEFAULT_ENV), **options["storage"]
+            cfg.path,
+            auto_checkpoint=False,
+            env=env_for(DEFAULT_ENV),
+            ship_redo=ShippingLog,
+            **options["storage"],
         )
     except JetError as exc:
         report_startup_failure(cfg.endpoints["supervisor"], NAME, exc)
@@ -433,8 +434,6 @@ def main(config: dict) -> None:
     }
     if storage.log is not None:
         recovered.update(end_lsn=storage.log.end_lsn, generation=storage.log.current_generation)
-        storage.log.close()
-        storage.log = ShippingLog(recovered["end_lsn"], recovered["generation"])
         to_log = host.socket(zmq.PUSH, connect=cfg.endpoints["log_append"], watch=False)
         events = host.socket(zmq.PULL, bind=cfg.endpoints["log_events"], watch=True)
     router = host.socket(zmq.ROUTER, bind=cfg.endpoints["buffer_manager"], watch=True)

@@ -54,6 +54,7 @@ from .log_format import (
     pack_record,
 )
 from .log_reader import LogReader, at_offset, generation_path, list_generations
+from .redo_sink import Ticket
 
 _ZEROS = bytes(1 << 20)  # the largest single write used to zero-fill a generation
 PENDING_LIMIT = 1 << 20  # appended bytes held in memory before a write (lazy commits)
@@ -108,6 +109,7 @@ class LogStream:
         self._checkpoint_lsn = 0  # the latest known: written into every new header
         self._file: File | None = None
         self._generation = 0
+        self._appended = 0  # records appended by this stream: the next ticket's number
         self._create_time_ns = 0
         self._offset = RECORDS_START  # of the next append in the current generation
         self._durable_offset = RECORDS_START
@@ -237,8 +239,9 @@ class LogStream:
 
     # -- appending ----------------------------------------------------------------------------
 
-    def append(self, payload: bytes) -> int:
-        """Append one logical record (not durable until ``sync``); the LSN of its first fragment.
+    def append(self, payload: bytes) -> Ticket:
+        """Append one logical record (not durable until ``sync``); its ticket names the LSN
+        of its first fragment.
 
         Each fragment is built in one buffer and checksummed once; the write waits for the
         next sync.  The first append after an fdatasync is preceded by a SYNCED record
@@ -271,7 +274,8 @@ class LogStream:
             if is_first:
                 first_lsn = lsn
             if is_last:
-                return first_lsn
+                self._appended += 1
+                return Ticket(self._appended - 1, first_lsn)
 
     def _write_fragment(self, record_type: int, data) -> int:
         """One record at the current position (room already checked); its LSN."""

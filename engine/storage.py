@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 from . import btree, redo_format, restore_marker
@@ -50,7 +50,9 @@ from .meta_format import (
 )
 from .page_format import MAX_PAGE_SIZE, MIN_PAGE_SIZE, PAGE_SIZES, PageImage
 from .pager import Node, Pager
-from .writeset import WriteSet, check_key, check_range, check_table_name, check_value
+from .redo_sink import RedoSink, Ticket
+from .transactions import Transaction, Transactions
+from .writeset import check_key, check_range, check_table_name, check_value
 
 DB_FILE = "jet.edb"
 LOG_DIR = "logs"
@@ -85,57 +87,6 @@ def fspath(path: str | bytes | os.PathLike) -> str:
     return path
 
 
-class Transaction:
-    """An open transaction of the in-process engine: reads see its own writes."""
-
-    def __init__(self, storage: Storage, txn_id: int, begin_seq: int) -> None:
-        self.storage = storage
-        self.txn_id = txn_id
-        self.begin_seq = begin_seq
-        self.writes = WriteSet()
-        self.open = True
-
-    def _live(self) -> None:
-        if not self.open:
-            raise JetError("JET_errNotInTransaction", "the transaction has ended")
-
-    def put(self, table: str, key: bytes, value: bytes) -> None:
-        self._live()
-        self.storage.table_root(check_table_name(table))
-        self.writes.put(table, check_key(key), check_value(value))
-
-    def delete(self, table: str, key: bytes) -> None:
-        self._live()
-        self.storage.table_root(check_table_name(table))
-        self.writes.delete(table, check_key(key))
-
-    def get(self, table: str, key: bytes) -> bytes | None:
-        self._live()
-        written, value = self.writes.lookup(check_table_name(table), check_key(key))
-        return value if written else self.storage.get(table, key)
-
-    def scan(self, table: str, start: bytes | None = None, end: bytes | None = None):
-        self._live()
-        start, end = check_range(start, end)
-        committed = self.storage.scan(table, start, end)
-        return self.writes.overlay_scan(table, committed, start, end)
-
-    def commit(self, lazy: bool = False) -> int:
-        self._live()
-        try:
-            return self.storage.commit(self.writes.tables, self.begin_seq, lazy=lazy)
-        finally:
-            self._end()
-
-    def rollback(self) -> None:
-        self._live()
-        self._end()
-
-    def _end(self) -> None:
-        self.open = False
-        self.storage.end_transaction(self.txn_id)
-
-
 class Storage:
     def __init__(self) -> None:  # use Storage.open
         self.closed = True
@@ -155,11 +106,15 @@ class Storage:
         auto_checkpoint: bool = True,
         env: Env = DEFAULT_ENV,
         restoring: bool = False,
+        ship_redo: Callable[[int, int], RedoSink] | None = None,
     ) -> Storage:
         """Open (or create) the database in ``path`` and recover it from its log.
 
         A directory marked by an unfinished restore is refused (-506) unless
         ``restoring``: that restore's own replay is the one open allowed there.
+        ``ship_redo(end_lsn, generation)``: once recovered, hand the log files over and
+        send every new record to the sink it returns (redo_sink.py); durability and
+        checkpoints are then the caller's (the buffer manager beside a log writer).
         """
         self = cls()
         self.path = fspath(path)
@@ -176,13 +131,10 @@ class Storage:
         if page_size & (page_size - 1):
             raise JetError("JET_errInvalidParameter", f"page_size {page_size} is not a power of 2")
         log_file_size = _check_int("log_file_size", log_file_size, *LOG_FILE_SIZE_RANGE)
-        self.log = None
+        self.log: LogStream | RedoSink | None = None
+        self.shipping = False  # the log files belong to someone else (ship_redo)
         self.failure: JetError | None = None
-        self.commit_seq = 0
-        self.last_write: dict[tuple[str, bytes], int] = {}
-        self.active_txns: dict[int, int] = {}  # txn -> the commit_seq it began at
-        self.txn_deadlines: dict[int, float] = {}
-        self.next_txn_id = 1
+        self.transactions = Transactions()
         self.replayed = 0
         self.pins: list[PinnedCheckpoint] = []
         if not env.exists(self.db_path):
@@ -196,6 +148,10 @@ class Storage:
         except BaseException:
             self.close_files()
             raise
+        if ship_redo is not None and self.log is not None:
+            end_lsn, generation = self.log.end_lsn, self.log.current_generation
+            self.log.close()
+            self.log, self.shipping = ship_redo(end_lsn, generation), True
         self.closed = False
         return self
 
@@ -381,17 +337,17 @@ class Storage:
         self.check_usable()
         return sorted(self.tables)
 
-    def create_table(self, table: str) -> None:
+    def create_table(self, table: str) -> Ticket | None:
         self.check_usable()
         check_table_name(table)
         if table in self.tables:
             raise JetError("JET_errTableDuplicate", f"table {table!r} already exists")
-        self._log_and_apply((redo_format.CREATE_TABLE, table), False)
+        return self._log_and_apply((redo_format.CREATE_TABLE, table), False)
 
-    def drop_table(self, table: str) -> None:
+    def drop_table(self, table: str) -> Ticket | None:
         self.check_usable()
         self.table_root(check_table_name(table))
-        self._log_and_apply((redo_format.DROP_TABLE, table), False)
+        return self._log_and_apply((redo_format.DROP_TABLE, table), False)
 
     # -- reads --------------------------------------------------------------
     def get(self, table: str, key: bytes) -> bytes | None:
@@ -418,27 +374,21 @@ class Storage:
         return Transaction(self, *self.begin_transaction())
 
     def begin_transaction(self, deadline: float | None = None) -> tuple[int, int]:
-        """Register a transaction: (its id, the commit_seq it began at).  Commits check
-        their conflicts against the writes made since.  ``deadline`` (on the caller's
-        clock): ``expire_transactions`` ends it after that."""
+        """Register a transaction: (its id, the commit_seq it began at) - see
+        Transactions.begin."""
         self.check_usable()
-        txn = self.next_txn_id
-        self.next_txn_id += 1
-        self.active_txns[txn] = self.commit_seq
-        if deadline is not None:
-            self.txn_deadlines[txn] = deadline
-        return txn, self.commit_seq
+        return self.transactions.begin(deadline)
 
     def end_transaction(self, txn: int) -> None:
-        self.active_txns.pop(txn, None)
-        self.txn_deadlines.pop(txn, None)
+        self.transactions.end(txn)
 
     def expire_transactions(self, now: float) -> list[int]:
         """End every transaction whose deadline passed (a client that went away)."""
-        expired = [txn for txn, deadline in self.txn_deadlines.items() if deadline < now]
-        for txn in expired:
-            self.end_transaction(txn)
-        return expired
+        return self.transactions.expire(now)
+
+    @property
+    def commit_seq(self) -> int:
+        return self.transactions.commit_seq
 
     def commit(
         self,
@@ -446,8 +396,9 @@ class Storage:
         begin_seq: int | None,
         *,
         lazy: bool = False,
-    ) -> int:
-        """Apply one transaction's write set atomically; returns its LSN (0 without a log).
+    ) -> Ticket | None:
+        """Apply one transaction's write set atomically; the ticket of its redo record
+        (None without a log, or for an empty write set).
 
         ``begin_seq`` is ``commit_seq`` when the transaction began; a key that
         another transaction committed after that fails with JET_errWriteConflict.
@@ -460,32 +411,19 @@ class Storage:
             if kv
         }
         if not writes:
-            return 0
-        for table, kv in writes.items():
+            return None
+        for table in writes:
             self.table_root(check_table_name(table))
-            if begin_seq is not None:
-                for key in kv:
-                    if self.last_write.get((table, key), 0) > begin_seq:
-                        raise JetError(
-                            "JET_errWriteConflict",
-                            f"table {table!r} key {key[:32]!r} was committed by another "
-                            "transaction after this one began",
-                        )
-        lsn = self._log_and_apply(redo_format.commit_record(writes), lazy)
-        self.commit_seq += 1
-        if self.active_txns:
-            for table, kv in writes.items():
-                for key in kv:
-                    self.last_write[(table, key)] = self.commit_seq
-        else:
-            self.last_write.clear()  # no open transaction can conflict with the past
-        return lsn
+        self.transactions.check_conflicts(writes, begin_seq)
+        ticket = self._log_and_apply(redo_format.commit_record(writes), lazy)
+        self.transactions.committed(writes)
+        return ticket
 
-    def _log_and_apply(self, record: redo_format.Record, lazy: bool) -> int:
+    def _log_and_apply(self, record: redo_format.Record, lazy: bool) -> Ticket | None:
         try:
-            lsn = self.log.append(redo_format.encode(record)) if self.log else 0
-            self._apply(record, lsn, "commit")
-            if self.log and not lazy:
+            ticket = self.log.append(redo_format.encode(record)) if self.log else None
+            self._apply(record, ticket.lsn if ticket else 0, "commit")
+            if ticket and not lazy and not self.shipping:
                 self.log.sync()
             if self.auto_checkpoint and self.checkpoint_due():
                 self.checkpoint()
@@ -493,7 +431,7 @@ class Storage:
         except BaseException as exc:
             self.fail(exc)
             raise
-        return lsn
+        return ticket
 
     def _apply(self, record: redo_format.Record, lsn: int, where: str) -> None:
         """Apply one redo record to the trees (commit and replay share this)."""
@@ -538,9 +476,15 @@ class Storage:
         )
 
     def checkpoint(self, *, state: int | None = None) -> Meta:
-        """Make the current trees the durable checkpoint; returns its meta."""
+        """Make the current trees the durable checkpoint; returns its meta.
+
+        Storage must own its log for this: with a shipped log, only the owner knows when
+        the log covers the sealed trees (it takes the steps - seal_checkpoint,
+        write_checkpoint_pages, write_meta, finish_checkpoint - itself)."""
         if self.failure is not None:
             raise JetError("JET_errInstanceUnavailable", str(self.failure))
+        if self.shipping:
+            raise JetError("JET_errInternalError", "a shipped log's checkpoints are its owner's")
         try:
             if self.log:
                 self.log.sync()  # write-ahead: the log covers everything in the pages

@@ -64,7 +64,7 @@ def write_log(
 ) -> list[int]:
     """A closed-and-synced stream holding ``payloads``; the LSN of each."""
     stream = LogStream.create(env, logs_dir, log_file_size=size, signature=SIGNATURE, **kw)
-    lsns = [stream.append(p) for p in payloads]
+    lsns = [stream.append(p).lsn for p in payloads]
     stream.sync()
     stream.close()
     return lsns
@@ -174,10 +174,10 @@ def test_append_fills_generation_exactly_and_keeps_room_for_end_of_generation(tm
     logs_dir = str(tmp_path / "logs")
     stream = LogStream.create(DEFAULT_ENV, logs_dir, log_file_size=SIZE, signature=SIGNATURE)
     room = SIZE - EOG_RECORD_SIZE - RECORDS_START - RECORD_HEADER_SIZE
-    assert stream.append(payload(1, room - RECORD_HEADER_SIZE)) == make_lsn(1, RECORDS_START)
-    assert stream.append(b"") == make_lsn(1, SIZE - EOG_RECORD_SIZE - RECORD_HEADER_SIZE)
+    assert stream.append(payload(1, room - RECORD_HEADER_SIZE)).lsn == make_lsn(1, RECORDS_START)
+    assert stream.append(b"").lsn == make_lsn(1, SIZE - EOG_RECORD_SIZE - RECORD_HEADER_SIZE)
     assert stream.end_lsn == make_lsn(1, SIZE - EOG_RECORD_SIZE)
-    assert stream.append(b"x") == make_lsn(2, RECORDS_START)  # no room left: rolled first
+    assert stream.append(b"x").lsn == make_lsn(2, RECORDS_START)  # no room left: rolled first
     assert stream.sync() == stream.end_lsn == stream.durable_lsn
     stream.close()
     assert read_all(logs_dir) == [payload(1, room - RECORD_HEADER_SIZE), b"", b"x"]
@@ -251,7 +251,7 @@ def test_open_continues_the_stream(four_generations):
         end_lsn=reader.end_lsn,
     )
     # After the reopen's fdatasync, the first append is preceded by a SYNCED record.
-    assert stream.append(b"more") == reader.end_lsn + SYNCED_RECORD_SIZE
+    assert stream.append(b"more").lsn == reader.end_lsn + SYNCED_RECORD_SIZE
     stream.roll()
     stream.close()
     assert read_all(logs_dir) == [*payloads, b"more"]
@@ -481,7 +481,7 @@ def test_torn_tail_in_last_generation_ends_replay(four_generations):
         circular=False,
         end_lsn=reader.end_lsn,
     )
-    assert stream.append(b"new") == torn_at + SYNCED_RECORD_SIZE
+    assert stream.append(b"new").lsn == torn_at + SYNCED_RECORD_SIZE
     stream.sync()
     stream.close()
     reader = LogReader(DEFAULT_ENV, logs_dir)
@@ -761,7 +761,7 @@ def test_random_operations_match_a_list_model(ops):
         for i, (op, *args) in enumerate(ops):
             if op == "append":
                 record = payload(i, args[0])
-                model.append((stream.append(record), record))
+                model.append((stream.append(record).lsn, record))
             elif op == "sync":
                 assert stream.sync() == stream.end_lsn
             elif op == "roll":
@@ -794,7 +794,7 @@ def test_damage_to_durable_records_of_the_last_generation_is_corruption(tmp_path
     followed by the SYNCED record of a later batch is damage, reported, not a short log."""
     logs_dir = str(tmp_path / "logs")
     stream = LogStream.create(DEFAULT_ENV, logs_dir, log_file_size=SIZE, signature=SIGNATURE)
-    first = stream.append(b"a" * 100)
+    first = stream.append(b"a" * 100).lsn
     stream.sync()
     stream.append(b"b" * 100)  # after the sync: a SYNCED record precedes it
     stream.sync()

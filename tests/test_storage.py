@@ -357,7 +357,7 @@ def test_a_transaction_past_its_deadline_is_ended_by_the_clock(tmp_path):
         local = s.begin()  # no deadline: a transaction of this process ends when it ends
         assert s.expire_transactions(now=9.0) == []
         assert s.expire_transactions(now=11.0) == [lost]
-        assert set(s.active_txns) == {kept, local.txn_id}
+        assert set(s.transactions.active) == {kept, local.txn_id}
         local.rollback()
         s.end_transaction(kept)
-        assert s.active_txns == {} and s.expire_transactions(now=2000.0) == []
+        assert s.transactions.active == {} and s.expire_transactions(now=2000.0) == []
