@@ -9,7 +9,7 @@ read at every handshake, so adding or removing a key file takes effect for the
 next connection without a restart.
 
 Every message is versioned (``protocol.codec``) and checked against
-``schema.CONTROL``; bad input of any kind gets an error reply and the server
+``control_commands.SCHEMA``; bad input of any kind gets an error reply and the server
 carries on.  A backup runs in a thread of its own: its progress messages and
 final reply are handed back to the serving thread (sockets stay in one
 thread), so slow or vanished clients never block the engine.  Over tcp a
@@ -18,11 +18,13 @@ backup destination must resolve, symlinks included, inside a ``--backup-root``.
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import struct
 import threading
 import time
+from dataclasses import dataclass
 
 import psutil
 import zmq
@@ -32,8 +34,8 @@ from zmq.utils import z85
 
 from jetstore.engine.errors import JetError
 from jetstore.engine.fileio import io_error
-from jetstore.protocol import codec, schema
 
+from .control_commands import COMMANDS, SCHEMA, Command
 from .runtime import DEFERRED, RUN_DIR, Outbox, Request, log, make_socket, serve_requests
 
 # Operators send small messages: a bigger one gets an error reply; past the transport
@@ -42,6 +44,14 @@ CONTROL_MAX_FRAME = 1 << 20
 CURVE_DIR = "curve"
 CLIENT_KEYS_DIR = "clients"
 SERVER_KEY_NAME = "server"
+
+
+@dataclass(frozen=True)
+class Via:
+    """The socket a command came in on, and whether it is the tcp one (CURVE, roots)."""
+
+    sock: zmq.Socket
+    over_tcp: bool
 
 
 class AllowList:
@@ -205,7 +215,7 @@ class ControlServer(threading.Thread):
                 # outbox, which nothing else wakes the poll for: look often.
                 for sock in dict(poller.poll(2 if self.tasks else 50)):
                     serve_requests(
-                        sock, schema.CONTROL, handlers[sock], "control", max_frame=CONTROL_MAX_FRAME
+                        sock, SCHEMA, handlers[sock], "control", max_frame=CONTROL_MAX_FRAME
                     )
                 self.outbox.flush()
                 self._sample_commits()
@@ -246,66 +256,32 @@ class ControlServer(threading.Thread):
             return 0.0
         return (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
 
-    # -- commands ---------------------------------------------------------------------
+    # -- commands (control_commands.py) ----------------------------------------------
     def _handlers(self, sock: zmq.Socket, over_tcp: bool) -> dict:
-        inst = self.instance
-
-        def background(request: Request, work) -> object:
-            def run() -> None:
-                try:
-                    self.outbox.put(sock, request, "ok", work())
-                except JetError as exc:
-                    self.outbox.put(sock, request, "error", exc)
-                except Exception as exc:  # noqa: BLE001 - reported, never fatal to the server
-                    error = JetError("JET_errInternalError", type(exc).__name__)
-                    self.outbox.put(sock, request, "error", error)
-
-            task = threading.Thread(target=run, name="jetstore-control-task", daemon=True)
-            task.start()
-            self.tasks.append(task)
-            return DEFERRED
-
-        def backup(body: dict, request: Request):
-            dest = self._destination(body["dest"], over_tcp)
-
-            def progress(event) -> None:
-                self.outbox.put(sock, request, "progress", vars(event))
-
-            return background(
-                request,
-                lambda: inst.backup(
-                    dest,
-                    incremental=bool(body.get("incremental")),
-                    atomic=bool(body.get("atomic")),
-                    status=progress,
-                ),
-            )
-
-        def shutdown(body: dict, request: Request) -> dict:
-            threading.Thread(target=inst.close, name="jetstore-shutdown", daemon=True).start()
-            return {"shutting_down": True}
-
+        via = Via(sock, over_tcp)
         return {
-            "ping": lambda body, request: {
-                "pong": True,
-                "protocol": codec.PROTOCOL_VERSION,
-                "path": inst.path,
-            },
-            "status": lambda body, request: self.status(),
-            "backup": backup,
-            "abort-backup": lambda body, request: inst._backup_control("abort_backup"),
-            "set-backup-rate": lambda body, request: inst._backup_control(
-                "set_backup_rate", {key: body[key] for key in ("rate", "min_rate") if key in body}
-            ),
-            "truncate": lambda body, request: background(request, lambda: inst.backup(None)),
-            "checkpoint": lambda body, request: background(
-                request, lambda: inst._control_call("checkpoint")
-            ),
-            "stop-service": lambda body, request: inst.stop_service(),
-            "shutdown": shutdown,
+            name: functools.partial(self._execute, command, via)
+            for name, command in COMMANDS.items()
         }
 
-    def _destination(self, dest: str, over_tcp: bool) -> str:
+    def _execute(self, command: Command, via: Via, body: dict, request: Request):
+        return command.execute(self, via, body, request)
+
+    def background(self, via: Via, request: Request, work) -> object:
+        """Run ``work`` in a thread; its result or error is the reply, through the outbox."""
+
+        def run() -> None:
+            try:
+                self.outbox.put(via.sock, request, "ok", work())
+            except Exception as exc:  # noqa: BLE001 - reported, never fatal to the server
+                self.outbox.put(via.sock, request, "error", JetError.of(exc))
+
+        task = threading.Thread(target=run, name="jetstore-control-task", daemon=True)
+        task.start()
+        self.tasks.append(task)
+        return DEFERRED
+
+    def destination(self, dest: str, over_tcp: bool) -> str:
         """Over tcp, a destination must resolve (symlinks included) inside a backup root."""
         if not os.path.isabs(dest) or "\0" in dest:
             raise JetError(

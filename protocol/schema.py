@@ -13,7 +13,8 @@ Sockets (DESIGN.md section 2):
   LOG_CONTROL      backup worker, supervisor -> log writer (ROUTER): roll, truncate, pins
   BACKUP           clients, the supervisor -> backup worker (ROUTER)
   SUPERVISOR       actors -> supervisor (PUSH/PULL): ready, heartbeat
-  CONTROL          operators -> the control server (ROUTER, ipc and optionally tcp+CURVE)
+  CONTROL          operators -> the control server (ROUTER, ipc and optionally tcp+CURVE):
+                   its commands are defined in actors/control_commands.py
 """
 
 from __future__ import annotations
@@ -97,20 +98,6 @@ BACKUP: dict[str, dict[str, tuple]] = {
     "ack": {"error": (str, OPTIONAL)},  # error: the callback raised; the backup fails
     "abort_backup": {},
     "set_backup_rate": {"rate": (int,), "min_rate": (int, OPTIONAL)},
-}
-
-# Operators (jetstore ctl, tools) -> the control socket (ROUTER in the opening process).
-# A backup streams "progress" messages with the request's id before its final reply.
-CONTROL: dict[str, dict[str, tuple]] = {
-    "ping": {},
-    "status": {},
-    "backup": {"dest": (str,), "incremental": (bool, OPTIONAL), "atomic": (bool, OPTIONAL)},
-    "abort-backup": {},
-    "set-backup-rate": {"rate": (int,), "min_rate": (int, OPTIONAL)},
-    "truncate": {},
-    "checkpoint": {},
-    "stop-service": {},
-    "shutdown": {},
 }
 
 SUPERVISOR: dict[str, dict[str, tuple]] = {

@@ -35,6 +35,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from oracle import Clients
 
+from jetstore.actors import control_commands
 from jetstore.engine import Instance, JetError, restore, verify_backup
 from jetstore.engine.errors import ERRORS
 from jetstore.engine.log_format import lsn_gen
@@ -729,7 +730,7 @@ def accepted(frames: list[bytes]) -> bool:
         return False
     try:
         message = codec.decode(frames[0])
-        schema.check(schema.CONTROL, message.kind, message.body)
+        schema.check(control_commands.SCHEMA, message.kind, message.body)
     except JetError:
         return False
     return True
@@ -751,7 +752,7 @@ def expected_request_id(frames: list[bytes]) -> int:
 class Garbage:
     """Seeded generator of malformed control messages (lists of frames)."""
 
-    KINDS = list(schema.CONTROL)
+    KINDS = list(control_commands.SCHEMA)
 
     def __init__(self, seed: int, scratch: str) -> None:
         self.rng = random.Random(seed)
@@ -1050,7 +1051,7 @@ msgpack_values = st.recursive(
 envelopes = st.tuples(
     st.sampled_from([1, 1, 1, 0, 2]) | msgpack_values,
     st.integers(-(1 << 63), (1 << 64) - 1) | msgpack_values,
-    st.sampled_from(list(schema.CONTROL)) | st.text(max_size=12) | msgpack_values,
+    st.sampled_from(list(control_commands.SCHEMA)) | st.text(max_size=12) | msgpack_values,
     st.fixed_dictionaries(
         {},
         optional={

@@ -15,7 +15,14 @@ import msgpack
 import pytest
 import zmq
 
+from jetstore.actors.backup_worker import BackupWorker
+from jetstore.actors.buffer_manager import BufferManager
+from jetstore.actors.control import ControlServer
+from jetstore.actors.control_commands import SCHEMA as CONTROL_SCHEMA
+from jetstore.actors.log_writer import control_handlers
+from jetstore.actors.runtime import ActorConfig
 from jetstore.engine import Instance, JetError
+from jetstore.engine.storage import Storage
 from jetstore.protocol import codec, schema
 
 
@@ -205,3 +212,27 @@ def test_internal_links_survive_garbage(instance, context):
     session.put("t", b"after-garbage", b"ok")
     assert session.get("t", b"after-garbage") == b"ok"
     assert all(a["alive"] for a in instance.status()["actors"].values())
+
+
+def test_each_actor_serves_exactly_the_kinds_of_its_schema(tmp_path):
+    """A kind in a schema with no handler would surface as JET_errInternalError; a
+    handler with no schema entry could never be reached."""
+    assert set(control_handlers(keeper=None, stop=[])) == set(schema.LOG_CONTROL)
+    context = zmq.Context()
+    router = context.socket(zmq.ROUTER)
+    try:
+        with Storage.open(str(tmp_path / "db")) as storage:
+            manager = BufferManager(storage, router, to_log=None)
+            manager.writer.shutdown()
+            assert set(manager.handlers) == set(schema.BUFFER_MANAGER)
+        endpoints = {"buffer_manager": "inproc://bm", "log_control": "inproc://lw"}
+        worker = BackupWorker(
+            ActorConfig("backup_worker", str(tmp_path), endpoints), context, router
+        )
+        worker.peers.close()
+        assert set(worker.handlers) == set(schema.BACKUP)
+        server = ControlServer(instance=None, ipc_endpoint="inproc://control")
+        assert set(server._handlers(router, over_tcp=False)) == set(CONTROL_SCHEMA)
+    finally:
+        router.close(0)
+        context.term()

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 
+from jetstore.actors import control_commands
 from jetstore.engine.errors import JetError
 
 
@@ -122,19 +123,6 @@ def cmd_ctl(args: argparse.Namespace) -> int:
     return run_ctl(args)
 
 
-CTL_COMMANDS = (
-    "ping",
-    "status",
-    "backup",
-    "abort-backup",
-    "set-backup-rate",
-    "truncate",
-    "checkpoint",
-    "stop-service",
-    "shutdown",
-)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jetstore",
@@ -159,15 +147,20 @@ def build_parser() -> argparse.ArgumentParser:
     ctl = sub.add_parser(
         "ctl",
         help="drive a running instance over its control socket",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="TARGET is an instance directory or a control endpoint (ipc:// or "
-        "tcp://127.0.0.1:PORT with --curve-*).  Commands: " + ", ".join(CTL_COMMANDS) + ".  "
-        "backup DEST [--incremental] [--atomic] shows a progress line; set-backup-rate RATE "
-        "[--min-rate FLOOR] (bytes/s; RATE 0 = unlimited, FLOOR 0 = no floor).  "
-        "Exit codes: 0 ok, 1 error reply, 2 usage, 3 no instance, "
-        "4 timed out, 5 busy (a backup is running), 6 CURVE key refused.",
+        "tcp://127.0.0.1:PORT with --curve-*).  Commands:\n"
+        + control_commands.usage()
+        + "\n\nExit codes: 0 ok, 1 error reply, 2 usage, 3 no instance, "
+        "4 timed out, 5 busy (a backup is running), 6 CURVE key refused.\n\n"
+        "Examples:\n"
+        "  jetstore ctl db status\n"
+        "  jetstore ctl db backup /backups/db --atomic\n"
+        "  jetstore ctl db backup /backups/db-chain --incremental\n"
+        "  jetstore ctl db set-backup-rate 50000000 --min-rate 10000000",
     )
     ctl.add_argument("target")
-    ctl.add_argument("command", choices=CTL_COMMANDS)
+    ctl.add_argument("command", choices=list(control_commands.COMMANDS))
     ctl.add_argument("dest", nargs="?", help="backup destination, or the rate for set-backup-rate")
     ctl.add_argument("--incremental", action="store_true")
     ctl.add_argument("--atomic", action="store_true")

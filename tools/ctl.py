@@ -24,6 +24,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from jetstore.actors.control import load_curve_key
+from jetstore.actors.control_commands import COMMANDS, UsageError
 from jetstore.actors.runtime import instance_running, read_endpoints
 from jetstore.engine.errors import JetError
 from jetstore.protocol import codec
@@ -155,25 +156,6 @@ class ProgressLine:
         print(file=sys.stderr)
 
 
-def command_body(args) -> tuple[str, dict]:
-    if args.command == "backup":
-        if not args.dest:
-            raise CtlFailure(EXIT_USAGE, "backup needs a destination")
-        return "backup", {
-            "dest": os.path.abspath(args.dest),
-            "incremental": args.incremental,
-            "atomic": args.atomic,
-        }
-    if args.command == "set-backup-rate":
-        if args.dest is None or not args.dest.isdigit():
-            raise CtlFailure(EXIT_USAGE, "set-backup-rate needs a rate in bytes per second")
-        body = {"rate": int(args.dest)}
-        if args.min_rate is not None:
-            body["min_rate"] = args.min_rate
-        return "set-backup-rate", body
-    return args.command, {}
-
-
 def print_status(status: dict) -> None:
     print(f"instance {status['path']}")
     for name, actor in status["actors"].items():
@@ -217,7 +199,11 @@ def run_ctl(args) -> int:
         endpoint = resolve_endpoint(args.target)
         client = ControlClient(endpoint, args.timeout, args.curve_server_key, args.curve_client_key)
         try:
-            kind, body = command_body(args)
+            kind = args.command
+            try:
+                body = COMMANDS[kind].body(args)
+            except UsageError as exc:
+                raise CtlFailure(EXIT_USAGE, str(exc)) from None
             progress = ProgressLine() if kind == "backup" and not args.json else None
             try:
                 result = client.call(kind, body, on_progress=progress)
