@@ -16,6 +16,7 @@ import dataclasses
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psutil
@@ -35,7 +36,7 @@ from jetstore.engine.fileio import DEFAULT_ENV
 from jetstore.engine.meta_format import BackupRecord
 from jetstore.engine.run_marker_format import MARKER_FILE, RunMarker
 from jetstore.engine.storage import LOG_DIR
-from jetstore.protocol import schema
+from jetstore.protocol import codec, schema
 from jetstore.protocol.channel import Channel
 
 from .runtime import (
@@ -184,7 +185,7 @@ class RunHooks:
     def check(self) -> None:
         if self.run.abort is not None:
             raise self.run.abort
-        self.run.caller.check(time.monotonic())
+        self.run.caller.check(self.worker.clock())
 
     def complete(self, progress: Progress) -> None:
         """The last event, sent once the backup is published, recorded and truncated: it
@@ -195,23 +196,31 @@ class RunHooks:
         self._send(progress)
 
     def _send(self, progress: Progress) -> None:
-        run = self.run
+        run, outbox = self.run, self.worker.outbox
         run.acked.clear()
-        self.worker.outbox.put(self.worker.router, run.request, "progress", vars(progress))
+        outbox.put(self.worker.router, run.request, codec.REPLY_PROGRESS, vars(progress))
         if not run.sync_progress:
             return
-        deadline = time.monotonic() + ACK_TIMEOUT
+        clock = self.worker.clock
+        deadline = clock() + ACK_TIMEOUT
         while not run.acked.wait(CALLER_CHECK_INTERVAL):
-            run.caller.check(time.monotonic(), force=True)
-            if time.monotonic() > deadline:
+            run.caller.check(clock(), force=True)
+            if clock() > deadline:
                 raise JetError(
                     "JET_errCallbackFailed", f"status callback silent for {ACK_TIMEOUT} s"
                 )
 
 
 class BackupWorker:
-    def __init__(self, cfg: ActorConfig, context: zmq.Context, router: zmq.Socket) -> None:
+    def __init__(
+        self,
+        cfg: ActorConfig,
+        context: zmq.Context,
+        router: zmq.Socket,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.cfg = cfg
+        self.clock = clock  # the callback and caller timeouts; the throttle's pace
         self.router = router
         self.logging = cfg.options.get("logging", True)
         self.circular = cfg.options.get("circular_logging", False)
@@ -221,6 +230,7 @@ class BackupWorker:
         # Set by an abort or a shutdown: a throttled backup stops sleeping at once.
         self.wakeup = threading.Event()
         self.throttle = Throttle(
+            clock=clock,
             sleep=self.wakeup.wait,
             on_pace=copy_yields,
             foreground=LogActivity(os.path.join(cfg.path, LOG_DIR)),
@@ -346,6 +356,7 @@ class BackupWorker:
             marker=self.marker,
             throttle=self.throttle,
             circular=self.circular,
+            clock=self.clock,
         )
         try:
             self.outbox.put(self.router, run.request, "ok", backup.execute(dest, atomic))

@@ -74,7 +74,7 @@ class Backup(Command):
         dest = server.destination(body["dest"], via.over_tcp)
 
         def progress(event) -> None:
-            server.outbox.put(via.sock, request, "progress", vars(event))
+            server.outbox.put(via.sock, request, codec.REPLY_PROGRESS, vars(event))
 
         return server.background(
             via,

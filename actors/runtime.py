@@ -323,8 +323,8 @@ def deliver(sock: zmq.Socket, request: Request, kind: str, body: Any) -> bool:
     """Send what a background task handed back for ``request``: a "progress" message, or
     its final reply - "ok" with a result, "error" with a JetError.  False if the client's
     queue is full and nothing was sent."""
-    if kind == "progress":
-        return _send(sock, request.identity, codec.encode(request.request_id, "progress", body))
+    if kind == codec.REPLY_PROGRESS:
+        return _send(sock, request.identity, codec.encode(request.request_id, kind, body))
     if kind == "error":
         return reply(sock, request, error=body)
     return reply(sock, request, body)
@@ -370,7 +370,8 @@ class Outbox:
             except queue.Empty:
                 break
             last = self.waiting[-1] if self.waiting else None
-            if last is not None and item[2] == last[2] == "progress" and item[1] == last[1]:
+            superseded = last is not None and item[1] == last[1]  # the same request
+            if superseded and item[2] == last[2] == codec.REPLY_PROGRESS:
                 self.waiting[-1] = item
             else:
                 self.waiting.append(item)

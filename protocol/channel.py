@@ -77,7 +77,7 @@ class Channel:
                 continue
             if message.request_id != request_id:
                 continue  # the late reply to a call that gave up earlier
-            if message.kind != "progress":
+            if message.kind != codec.REPLY_PROGRESS:
                 return codec.result_of(message)
             ack = self._progress(on_progress, message)
             self.sock.send(codec.encode_request(request_id, "ack", ack))

@@ -3,6 +3,8 @@
     request  [PROTOCOL_VERSION, request_id, kind, body]
     reply    [PROTOCOL_VERSION, request_id, "ok", result]
              [PROTOCOL_VERSION, request_id, "error", {"err": int, "name": str, "message": str}]
+    progress [PROTOCOL_VERSION, request_id, "progress", body]     before a long request's
+             reply (a backup), any number of them; body per schema.PROGRESS
 
 ``request_id`` is chosen by the sender (an int) and echoed in the reply, so a
 DEALER client can drop a late reply to a request it gave up on.  ``body`` is a
@@ -27,6 +29,7 @@ MAX_FRAME = 64 << 20  # MAXMSGSIZE on every socket: a 16 MiB value plus room to 
 FRAME_HEADROOM = 64 << 10
 REPLY_OK = "ok"
 REPLY_ERROR = "error"
+REPLY_PROGRESS = "progress"
 
 
 class Message(NamedTuple):

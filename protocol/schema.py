@@ -100,6 +100,18 @@ BACKUP: dict[str, dict[str, tuple]] = {
     "set_backup_rate": {"rate": (int,), "min_rate": (int, OPTIONAL)},
 }
 
+# What a long request (a backup) streams before its reply, on the socket it came in on:
+# ESE's JET_SNPROG, in bytes (codec.REPLY_PROGRESS).
+PROGRESS: dict[str, dict[str, tuple]] = {
+    "progress": {
+        "snt": (str,),  # "begin", "progress", "complete", "fail"
+        "phase": (str,),  # "pages", "logs", "verify", "replay", "truncate"
+        "done": (int,),
+        "total": (int,),
+        "file": (str, OPTIONAL),
+    },
+}
+
 SUPERVISOR: dict[str, dict[str, tuple]] = {
     "ready": {"actor": (str,), "pid": (int,), "info": (dict,)},
     "heartbeat": {"actor": (str,), "pid": (int,), "busy_s": (float, int), "info": (dict,)},

@@ -22,6 +22,7 @@ from jetstore.actors.control_commands import SCHEMA as CONTROL_SCHEMA
 from jetstore.actors.log_writer import control_handlers
 from jetstore.actors.runtime import ActorConfig
 from jetstore.engine import Instance, JetError
+from jetstore.engine.backup import Progress
 from jetstore.engine.storage import Storage
 from jetstore.protocol import codec, schema
 
@@ -236,3 +237,9 @@ def test_each_actor_serves_exactly_the_kinds_of_its_schema(tmp_path):
     finally:
         router.close(0)
         context.term()
+
+
+def test_progress_events_match_their_schema():
+    """What a backup streams before its reply has a schema too (codec.REPLY_PROGRESS)."""
+    for event in (Progress("begin", "pages", 0, 0), Progress("progress", "logs", 5, 9, "logs/x")):
+        assert schema.check(schema.PROGRESS, codec.REPLY_PROGRESS, vars(event))

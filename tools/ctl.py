@@ -116,7 +116,7 @@ class ControlClient:
             message = codec.decode(self.sock.recv())
             if message.request_id != request_id:
                 continue
-            if message.kind == "progress":
+            if message.kind == codec.REPLY_PROGRESS:
                 deadline = time.monotonic() + self.timeout  # a backup that reports is alive
                 if on_progress is not None:
                     on_progress(message.body)
