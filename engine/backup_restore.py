@@ -2,7 +2,7 @@
 page and record checked; pages copied, the backup's log replayed, then the
 contiguous generations of a live log directory rolled forward; finished clean.
 
-A restore marks its destination (restore_marker.py) before it copies anything and
+A restore marks its destination (restore_marker_format.py) before it copies anything and
 unmarks it last, so a restore killed at any point leaves a directory that refuses
 to open, and running the same restore again completes it.
 """
@@ -15,7 +15,7 @@ import time
 
 import crc32c
 
-from . import restore_marker
+from . import restore_marker_format
 from .backup import (
     COPY_CHUNK,
     Progress,
@@ -138,7 +138,7 @@ def restore(
     """JetRestore: verify the backup, copy it into ``dest_dir``, roll forward through the
     contiguous generations of ``log_dir`` after the backup's last, replay, finish clean.
 
-    The destination is marked (restore_marker.py) before anything is copied into it and
+    The destination is marked (restore_marker_format.py) before anything is copied into it and
     unmarked last, so a restore killed at any point leaves a directory that refuses to
     open; running the same restore again starts it over and completes it.
     """
@@ -161,7 +161,7 @@ def restore(
         shutil.rmtree(dest_logs, ignore_errors=True)
     else:
         env.makedirs(dest_dir)
-        restore_marker.write(env, dest_dir, manifest["backup_id"], directory)
+        restore_marker_format.write(env, dest_dir, manifest["backup_id"], directory)
     try:
         total = checked["bytes"]
         report(Progress("begin", "restore", 0, total))
@@ -188,14 +188,14 @@ def restore(
             replay_seconds = time.monotonic() - replay_started
         finally:
             storage.close()
-        restore_marker.remove(env, dest_dir)
+        restore_marker_format.remove(env, dest_dir)
     except BaseException:
         # What this restore (or the one it resumed) put there; the marker last, so a
         # cleanup cut short still leaves the destination refusing to open.
         remove_if_present(dest_db)
         if ours:
             shutil.rmtree(dest_logs, ignore_errors=True)
-        remove_if_present(os.path.join(dest_dir, restore_marker.RESTORE_MARKER))
+        remove_if_present(os.path.join(dest_dir, restore_marker_format.RESTORE_MARKER))
         raise
     report(Progress("complete", "restore", total, total))
     return {
@@ -211,7 +211,7 @@ def restore(
 def _check_destination(dest_dir: str, manifest: dict) -> bool:
     """Whether this restore resumes an interrupted one in ``dest_dir``; -1023 if the
     directory holds anything else a restore must not overwrite."""
-    marker = restore_marker.read(dest_dir)
+    marker = restore_marker_format.read(dest_dir)
     logs = os.path.join(dest_dir, LOG_DIR)
     holds = os.path.exists(os.path.join(dest_dir, DB_FILE)) or (
         os.path.isdir(logs) and os.listdir(logs)
@@ -221,14 +221,14 @@ def _check_destination(dest_dir: str, manifest: dict) -> bool:
             raise JetError(
                 "JET_errInvalidPath",
                 f"{dest_dir} already holds a database or logs and no "
-                f"{restore_marker.RESTORE_MARKER} marker, so it is no interrupted restore "
+                f"{restore_marker_format.RESTORE_MARKER} marker, so it is no interrupted restore "
                 "to complete: restore into an empty or new directory",
             )
         return False
     if marker and marker["backup_id"] != manifest["backup_id"]:
         raise JetError(
             "JET_errInvalidPath",
-            f"{restore_marker.describe(dest_dir, marker)}; only a restore of that backup "
+            f"{restore_marker_format.describe(dest_dir, marker)}; only a restore of that backup "
             f"can complete it, not one of backup {manifest['backup_id']}",
         )
     return True

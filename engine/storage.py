@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
-from . import btree, redo_format, restore_marker
+from . import btree, redo_format, restore_marker_format
 from .errors import JetError
 from .events import EventLog
 from .fileio import DEFAULT_ENV, Env
@@ -119,7 +119,7 @@ class Storage:
         self = cls()
         self.path = fspath(path)
         if not restoring:
-            restore_marker.refuse_open(self.path)
+            restore_marker_format.refuse_open(self.path)
         self.db_path = os.path.join(self.path, DB_FILE)
         self.logs_path = os.path.join(self.path, LOG_DIR)
         self.env = env
