@@ -31,7 +31,6 @@ from jetstore.engine.backup_run import (
 )
 from jetstore.engine.errors import JetError
 from jetstore.engine.events import EventLog
-from jetstore.engine.faults import env_for
 from jetstore.engine.fileio import DEFAULT_ENV
 from jetstore.engine.meta_format import BackupRecord
 from jetstore.engine.run_marker_format import MARKER_FILE, RunMarker
@@ -39,6 +38,8 @@ from jetstore.engine.storage import LOG_DIR
 from jetstore.protocol import codec, schema
 from jetstore.protocol.channel import Channel
 
+from . import fault_plan
+from .fault_plan import env_for
 from .runtime import (
     DEFERRED,
     RUN_DIR,
@@ -357,6 +358,7 @@ class BackupWorker:
             throttle=self.throttle,
             circular=self.circular,
             clock=self.clock,
+            fault_point=fault_plan.step,
         )
         try:
             self.outbox.put(self.router, run.request, "ok", backup.execute(dest, atomic))

@@ -21,9 +21,7 @@ from dataclasses import dataclass, field
 
 import zmq
 
-from jetstore.engine import faults
 from jetstore.engine.errors import JetError
-from jetstore.engine.faults import env_for
 from jetstore.engine.fileio import DEFAULT_ENV
 from jetstore.engine.log_format import RECORDS_START, make_lsn
 from jetstore.engine.meta_format import DB_CLEAN, BackupRecord, Meta
@@ -35,6 +33,8 @@ from jetstore.engine.writeset import (
 )
 from jetstore.protocol import codec, schema
 
+from . import fault_plan
+from .fault_plan import env_for
 from .runtime import (
     DEFERRED,
     ActorHost,
@@ -391,7 +391,7 @@ class BufferManager:
 
     # -- shutdown ------------------------------------------------------------
     def shutdown(self, body: dict, request: Request):
-        faults.step("shutdown")
+        fault_plan.step("shutdown")
         self.shutdown_request = request
         return DEFERRED
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import zmq
 
 from jetstore.engine.errors import JetError
-from jetstore.engine.faults import env_for
 from jetstore.engine.fileio import DEFAULT_ENV
 from jetstore.engine.log_stream import LogStream
 from jetstore.engine.logkeeper import LogKeeper
 from jetstore.protocol import codec, schema
 
+from .fault_plan import env_for
 from .runtime import (
     DEFERRED,
     ActorHost,

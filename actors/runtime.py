@@ -26,10 +26,11 @@ from typing import Any, NamedTuple
 
 import zmq
 
-from jetstore.engine import faults
 from jetstore.engine.errors import JetError
-from jetstore.engine.faults import FAULTS_VARIABLE
 from jetstore.protocol import codec, schema
+
+from . import fault_plan
+from .fault_plan import FAULTS_VARIABLE
 
 log = logging.getLogger("jetstore.actors")
 
@@ -155,7 +156,7 @@ def drain(sock: zmq.Socket, limit: int) -> Iterator[bytes]:
         if not has_message(sock):
             return
         frame = sock.recv(_NOBLOCK)
-        faults.message()
+        fault_plan.message()
         yield frame
 
 
@@ -284,7 +285,7 @@ def actor_setup(config: dict) -> ActorConfig:
         os.environ.pop(FAULTS_VARIABLE, None)
     else:
         os.environ[FAULTS_VARIABLE] = cfg.faults
-    faults.load_plan(cfg.name)
+    fault_plan.load_plan(cfg.name)
     return cfg
 
 
@@ -397,7 +398,7 @@ def serve_requests(
         if not has_message(sock):
             return
         parts = sock.recv_multipart(_NOBLOCK)
-        faults.message()
+        fault_plan.message()
         if len(parts) != 2:
             if len(parts) > 1:
                 reply(

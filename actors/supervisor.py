@@ -45,12 +45,12 @@ import psutil
 import zmq
 
 from jetstore.engine.errors import JetError
-from jetstore.engine.faults import FAULTS_VARIABLE
 from jetstore.engine.storage import LOG_DIR
 from jetstore.protocol import codec, schema
 from jetstore.protocol.channel import Channel
 
 from . import backup_worker, buffer_manager, log_writer
+from .fault_plan import FAULTS_VARIABLE
 from .runtime import (
     ENDPOINT_NAMES,
     ENDPOINTS_FILE,

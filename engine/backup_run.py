@@ -37,7 +37,6 @@ from .backup import Progress, Throttle
 from .claim_format import CLAIM_FILE, DestinationClaim, new_token
 from .errors import JetError
 from .events import EventLog
-from .faults import step
 from .fileio import Env
 from .log_format import RECORDS_START, lsn_gen, make_lsn
 from .meta_format import BackupRecord, Meta
@@ -122,10 +121,13 @@ class BackupRun:
         throttle: Throttle,
         circular: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        fault_point: Callable[[str], None] = lambda step: None,
     ) -> None:
         self.state, self.path, self.peers, self.hooks = state, instance_path, peers, hooks
         self.env, self.events, self.marker, self.throttle = env, events, marker, throttle
         self.circular, self.clock = circular, clock
+        # Called at each of BACKUP_STEPS: where a fault plan may end the process there.
+        self.fault_point = fault_point
         self.started = clock()  # what "seconds" and steps_ms count from
         self.steps_ms: dict[str, float] = {}
 
@@ -158,7 +160,7 @@ class BackupRun:
         """The backup reached step ``name``: timed for the event log, and a fault point."""
         self.steps_ms[name] = round((self.clock() - self.started) * 1000, 1)
         if fault_point:
-            step(name)
+            self.fault_point(name)
 
     # -- the sequences -------------------------------------------------------------
     def pin(self) -> tuple[dict, Meta]:
@@ -232,7 +234,7 @@ class BackupRun:
                 had_previous = os.path.isdir(os.path.join(dest, steps.ATOMIC_NEW))
                 state.written = {"swapped": True, "had_previous": had_previous}
                 self.mark()
-                steps.swap_atomic(self.env, dest, step=step)
+                steps.swap_atomic(self.env, dest, step=self.fault_point)
             checkpoint = self.record(False, entry, manifest)
             self.at("recorded", fault_point=False)
             # Recorded: from here on nothing is removed (an atomic swap only finishes).

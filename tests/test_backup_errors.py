@@ -14,7 +14,7 @@ C. An atomic backup whose worker dies at any named step leaves a complete backup
    DEST/new or DEST/old, restorable to the old or the new state.
 
 Real actor processes and real files throughout.  Failures inside actors come from
-fault plans (``JETSTORE_FAULTS``, engine/faults.py) or from damaging files on disk;
+fault plans (``JETSTORE_FAULTS``, actors/fault_plan.py) or from damaging files on disk;
 nothing of the engine is mocked.
 """
 
@@ -33,10 +33,10 @@ import psutil
 import pytest
 
 import jetstore.actors.supervisor
+from jetstore.actors.fault_plan import FAULTS_VARIABLE
 from jetstore.engine import Instance, JetError, jet, restore, verify_backup
 from jetstore.engine.backup import ATOMIC_NEW, ATOMIC_OLD, ATOMIC_TEMP, locate_backup
 from jetstore.engine.backup_run import BACKUP_STEPS
-from jetstore.engine.faults import FAULTS_VARIABLE
 from jetstore.engine.fileio import DEFAULT_ENV
 from jetstore.engine.inspectors import dump_header
 from jetstore.engine.log_format import RECORDS_START
@@ -209,7 +209,7 @@ def corrupt_a_used_page(inst, db) -> tuple[int, Callable[[], None]]:
 @pytest.fixture
 def faults(monkeypatch):
     """``faults(plan)``: the actors of every instance opened afterwards follow ``plan``
-    (JETSTORE_FAULTS, engine/faults.py); ``faults(None)``: no plan."""
+    (JETSTORE_FAULTS, actors/fault_plan.py); ``faults(None)``: no plan."""
 
     def apply(plan: dict | None) -> None:
         if plan is None:

@@ -11,8 +11,8 @@ import psutil
 import pytest
 import zmq
 
+from jetstore.actors.fault_plan import FAULTS_VARIABLE
 from jetstore.engine import Instance, JetError
-from jetstore.engine.faults import FAULTS_VARIABLE
 from jetstore.protocol import codec
 
 
@@ -140,11 +140,9 @@ def test_a_log_failure_abandons_the_checkpoint_waiting_for_it(tmp_path):
     from jetstore.actors.buffer_manager import BufferManager, ShippingLog
     from jetstore.engine.storage import Storage
 
-    storage = Storage.open(tmp_path, auto_checkpoint=False)
-    storage.create_table("t")
-    end_lsn, generation = storage.log.end_lsn, storage.log.current_generation
-    storage.log.close()
-    storage.log = ShippingLog(end_lsn, generation)
+    with Storage.open(tmp_path) as storage:
+        storage.create_table("t")
+    storage = Storage.open(tmp_path, auto_checkpoint=False, ship_redo=ShippingLog)
     context = zmq.Context()
     router, client = context.socket(zmq.ROUTER), context.socket(zmq.DEALER)
     router.bind("inproc://buffer-manager")

@@ -46,10 +46,10 @@ import threading
 import time
 from collections import Counter
 
+from jetstore.actors.fault_plan import FAULTS_VARIABLE
 from jetstore.engine import Instance, JetError, restore, verify_backup
 from jetstore.engine.backup import ATOMIC_TEMP, locate_backup
 from jetstore.engine.backup_run import BACKUP_STEPS
-from jetstore.engine.faults import FAULTS_VARIABLE
 from jetstore.engine.fileio import DEFAULT_ENV
 from jetstore.engine.log_reader import LogReader
 from jetstore.engine.manifest_format import MANIFEST
