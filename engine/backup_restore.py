@@ -27,11 +27,12 @@ from .backup import (
     remove_if_present,
     verify_generations,
 )
+from .database_file import read_meta
 from .errors import JetError
 from .fileio import DEFAULT_ENV, Env
 from .log_format import generation_file_name
 from .log_reader import LogReader, list_generations
-from .storage import DB_FILE, LOG_DIR, Storage, fspath, read_meta
+from .storage import DB_FILE, LOG_DIR, Storage, fspath
 
 # -- verification ---------------------------------------------------------------
 

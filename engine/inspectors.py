@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 
+from .database_file import read_meta
 from .errors import JetError
 from .fileio import DEFAULT_ENV, Env
 from .log_format import format_lsn
@@ -21,7 +22,7 @@ from .page_format import (
     PAGE_WRONG_PGNO,
     classify_page,
 )
-from .storage import DB_FILE, read_meta
+from .storage import DB_FILE
 
 VERIFY_CHUNK_PAGES = 256  # pages per read while verifying: large sequential reads
 

@@ -364,6 +364,20 @@ class LogReader:
             header, data, is_last=is_last, corrupt_err=_corruption_error(context)
         )
 
+    def fragments(self, generation: int) -> tuple[list[tuple[int, int, int]], int, bool]:
+        """Where a generation's records are: (start, end, type) of each fragment up to the
+        first invalid one, END_OF_GENERATION included; the end of the valid records; and
+        whether the generation is closed.  (The corruption campaign aims its flips by it.)"""
+        scan = self._scan(generation, is_last=True, context="replay")
+        found = [
+            (lsn_offset(lsn), lsn_offset(lsn) + RECORD_HEADER_SIZE + len(payload), kind)
+            for lsn, kind, payload in scan
+        ]
+        if scan.closed:
+            start = found[-1][1] if found else RECORDS_START
+            found.append((start, scan.end_offset, RECORD_END_OF_GENERATION))
+        return found, scan.end_offset, scan.closed
+
     @staticmethod
     def _check_chain(previous: _GenerationScan, scan: _GenerationScan) -> None:
         """A generation must name the creation time and final checksum of the one before it."""

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 from . import btree, redo_format, restore_marker_format
+from .database_file import create_database_file, read_meta
 from .errors import JetError
 from .events import EventLog
 from .fileio import DEFAULT_ENV, Env
@@ -38,17 +38,14 @@ from .meta_format import (
     DB_CLEAN,
     DB_DIRTY,
     DB_JUST_CREATED,
-    FIRST_DATA_PAGE,
     FLAG_CIRCULAR_EVER,
     FLAG_LOGGING,
     FLAG_RESTORED,
     FLAG_UNLOGGED,
-    META_SLOTS,
     BackupRecord,
     Meta,
-    page_size_of,
 )
-from .page_format import MAX_PAGE_SIZE, MIN_PAGE_SIZE, PAGE_SIZES, PageImage
+from .page_format import MAX_PAGE_SIZE, MIN_PAGE_SIZE, PageImage
 from .pager import Node, Pager
 from .redo_sink import RedoSink, Ticket
 from .transactions import Transaction, Transactions
@@ -141,7 +138,7 @@ class Storage:
             if not create:
                 raise JetError("JET_errDatabaseNotFound", f"no database at {self.db_path}")
             env.makedirs(self.path)
-            self._create_file(page_size, log_file_size)
+            create_database_file(env, self.db_path, page_size, log_file_size, logging=self.logging)
         self.file = env.open(self.db_path)
         try:
             self._open_existing()
@@ -154,44 +151,6 @@ class Storage:
             self.log, self.shipping = ship_redo(end_lsn, generation), True
         self.closed = False
         return self
-
-    def _create_file(self, page_size: int, log_file_size: int) -> None:
-        """A new database: one empty catalog leaf and meta slot 1 (seq 1), state just-created.
-
-        Written under a temporary name and renamed, so a crash leaves either no
-        database or a complete one; the log stream is created on first open.
-        """
-        tmp_path = self.db_path + ".tmp"
-        file = self.env.open(tmp_path, create=True)
-        try:
-            file.truncate(0)
-            pager = Pager(
-                file, page_size, self.cache_size, page_count=FIRST_DATA_PAGE, sealed_seq=0
-            )
-            catalog_root = btree.create(pager)
-            images, freelist_root, free_count = pager.seal(1)
-            meta = Meta(
-                page_size=page_size,
-                seq=1,
-                catalog_root=catalog_root,
-                freelist_root=freelist_root,
-                freelist_count=free_count,
-                page_count=pager.page_count,
-                checkpoint_lsn=0,
-                db_signature=secrets.token_bytes(16),
-                log_signature=secrets.token_bytes(16),
-                state=DB_JUST_CREATED,
-                flags=FLAG_LOGGING if self.logging else 0,
-                log_file_size=log_file_size,
-                created_ns=time.time_ns(),
-            )
-            pager.write_pages(images)
-            file.pwrite(meta.to_page(), meta.slot * page_size)
-            file.sync()
-        finally:
-            file.close()
-        self.env.rename(tmp_path, self.db_path)
-        self.env.sync_dir(self.path)
 
     def _open_existing(self) -> None:
         meta = read_meta(self.file)
@@ -650,26 +609,6 @@ class Storage:
             "commits": self.commit_seq,
             "replayed": self.replayed,
         }
-
-
-def read_meta(file) -> Meta:
-    """The newest valid meta slot; both invalid is JET_errDatabaseCorrupted naming both."""
-    candidates, problems = [], []
-    for size in PAGE_SIZES:
-        for slot in META_SLOTS:
-            page = file.pread(size, slot * size)
-            if len(page) < size or page_size_of(page) != size:
-                continue  # not a slot of this page size: nothing to report
-            try:
-                candidates.append(Meta.from_page(page, slot, file.path))
-            except JetError as exc:
-                problems.append(f"slot {slot}: {exc}")
-    if candidates:
-        return max(candidates, key=lambda m: m.seq)
-    if not any(file.pread(2 * MAX_PAGE_SIZE, 0)):  # both slots, whatever the page size
-        raise JetError("JET_errInvalidDatabase", f"{file.path} is empty: not a jetstore database")
-    detail = "; ".join(problems) or "neither slot has the jetstore magic and a known page size"
-    raise JetError("JET_errDatabaseCorrupted", f"{file.path}: no valid meta slot ({detail})")
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> int:

@@ -37,13 +37,14 @@ from jetstore.actors.fault_plan import FAULTS_VARIABLE
 from jetstore.engine import Instance, JetError, jet, restore, verify_backup
 from jetstore.engine.backup import ATOMIC_NEW, ATOMIC_OLD, ATOMIC_TEMP, locate_backup
 from jetstore.engine.backup_run import BACKUP_STEPS
+from jetstore.engine.database_file import read_meta
 from jetstore.engine.fileio import DEFAULT_ENV
 from jetstore.engine.inspectors import dump_header
 from jetstore.engine.log_format import RECORDS_START
 from jetstore.engine.meta_format import FIRST_DATA_PAGE
 from jetstore.engine.page_format import PAGE_BRANCH, PAGE_LEAF
 from jetstore.engine.pager import Pager
-from jetstore.engine.storage import DB_FILE, LOG_DIR, read_meta
+from jetstore.engine.storage import DB_FILE, LOG_DIR
 
 LOG_FILE_SIZE = 64 << 10
 NO_HANG_S = 10.0  # a failing backup reports within this long (it takes milliseconds)

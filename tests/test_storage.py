@@ -8,11 +8,12 @@ import struct
 
 import pytest
 
+from jetstore.engine.database_file import read_meta
 from jetstore.engine.errors import JetError
 from jetstore.engine.integrity import check_checkpoint
 from jetstore.engine.meta_format import DB_CLEAN, DB_DIRTY
 from jetstore.engine.pager import used_pages
-from jetstore.engine.storage import DB_FILE, LOG_DIR, Storage, read_meta
+from jetstore.engine.storage import DB_FILE, LOG_DIR, Storage
 from jetstore.tools.corrupt import flip_bit
 
 SMALL = {"page_size": 4096, "log_file_size": 64 << 10, "cache_size": 1 << 20}

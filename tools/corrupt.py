@@ -125,6 +125,7 @@ import crc32c
 from jetstore.engine import manifest_format
 from jetstore.engine.backup import read_manifest
 from jetstore.engine.backup_restore import restore, verify_backup
+from jetstore.engine.database_file import read_meta
 from jetstore.engine.errors import ERRORS, JetError
 from jetstore.engine.fileio import DEFAULT_ENV
 from jetstore.engine.inspectors import dump_header, verify_database
@@ -132,24 +133,20 @@ from jetstore.engine.integrity import check_checkpoint
 from jetstore.engine.log_format import (
     HEADER_CRC_OFFSET,
     HEADER_SIZE,
-    RECORD_END_OF_GENERATION,
     RECORD_HEADER_SIZE,
     RECORD_TYPE_NAMES,
-    RECORD_ZERO,
     RECORDS_START,
     VERSION_OFFSET,
     format_lsn,
     generation_file_name,
     lsn_gen,
     make_lsn,
-    record_crc,
-    unpack_record_header,
 )
 from jetstore.engine.log_reader import LogReader, dump_log, list_generations
 from jetstore.engine.meta_format import FIRST_DATA_PAGE, META_SLOTS, Meta
 from jetstore.engine.page_format import PAGE_TYPE_NAMES, PageHeader
 from jetstore.engine.pager import Pager
-from jetstore.engine.storage import DB_FILE, LOG_DIR, Storage, read_meta
+from jetstore.engine.storage import DB_FILE, LOG_DIR, Storage
 
 DETECTED, HARMLESS, VIOLATION = "DETECTED", "HARMLESS", "VIOLATION"
 OUTCOMES = (DETECTED, HARMLESS, VIOLATION)
@@ -205,28 +202,11 @@ class Generation:
 
 
 def scan_generation(path: str, name: str) -> Generation:
-    """Record boundaries of an undamaged generation file (the reader's own checks, repeated)."""
-    with open(path, "rb") as f:
-        data = f.read()
+    """Record boundaries of an undamaged generation file (the log reader's own scan)."""
     generation = int(os.path.basename(name)[3:11], 16)
-    offset, fragments, closed = RECORDS_START, [], False
-    while offset + RECORD_HEADER_SIZE <= len(data):
-        crc, length, lsn, record_type = unpack_record_header(data, offset)
-        end = offset + RECORD_HEADER_SIZE + length
-        if (
-            record_type == RECORD_ZERO
-            or record_type not in RECORD_TYPE_NAMES
-            or end > len(data)
-            or record_crc(memoryview(data)[offset:end]) != crc
-            or lsn != make_lsn(generation, offset)
-        ):
-            break
-        fragments.append((offset, end, record_type))
-        offset = end
-        if record_type == RECORD_END_OF_GENERATION:
-            closed = True
-            break
-    return Generation(generation, name, len(data), fragments, offset, closed)
+    reader = LogReader(DEFAULT_ENV, os.path.dirname(path))
+    fragments, end, closed = reader.fragments(generation)
+    return Generation(generation, name, os.path.getsize(path), fragments, end, closed)
 
 
 def scan_logs(directory: str) -> list[Generation]:
