@@ -26,11 +26,32 @@ _request_ids = itertools.count(1)
 Health = Callable[[], "JetError | None"]
 
 
+class ReplyTimeout(JetError):
+    """No reply in the caller's timeout: the peer may be alive but busy or stopped."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("JET_errInstanceUnavailable", message)
+
+    def __reduce__(self):
+        return (ReplyTimeout, (self.message,))
+
+
 class Channel:
-    """One DEALER socket to an actor, for one thread at a time."""
+    """One DEALER socket to an actor or a control socket, for one thread at a time.
+
+    ``curve``: (server public key, client public key, client secret key), z85, for a
+    tcp control socket; ``monitor``: socket events to watch from before the connection
+    (``self.monitor``, e.g. a failed CURVE handshake).
+    """
 
     def __init__(
-        self, context: zmq.Context, endpoint: str, health: Health, identity: bytes | None = None
+        self,
+        context: zmq.Context,
+        endpoint: str,
+        health: Health,
+        identity: bytes | None = None,
+        curve: tuple[bytes, bytes, bytes] | None = None,
+        monitor: int = 0,
     ) -> None:
         self.sock = context.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
@@ -39,6 +60,9 @@ class Channel:
         self.sock.setsockopt(zmq.RCVTIMEO, POLL_SLICE_MS)
         if identity is not None:
             self.sock.setsockopt(zmq.ROUTING_ID, identity)
+        if curve is not None:
+            self.sock.curve_serverkey, self.sock.curve_publickey, self.sock.curve_secretkey = curve
+        self.monitor = self.sock.get_monitor_socket(monitor) if monitor else None
         self.sock.connect(endpoint)
         self.health = health
 
@@ -48,12 +72,16 @@ class Channel:
         body: dict | None = None,
         timeout: float | None = None,
         on_progress: Callable[[dict], None] | None = None,
+        acks: bool = True,
     ) -> Any:
         """Send a request and return its result; the reply's JetError is raised here.
 
-        A long request (a backup) may send "progress" messages before its reply:
-        each goes to ``on_progress``, and is acknowledged once that returned -
-        with the exception's text if it raised, which makes the actor give up.
+        ``timeout``: seconds of silence before ReplyTimeout (each progress message
+        starts it over: a backup that reports is alive).  A long request (a backup)
+        may send "progress" messages before its reply: each goes to ``on_progress``,
+        and with ``acks`` is acknowledged once that returned - with the exception's
+        text if it raised, which makes the actor give up.  The control socket takes no
+        acks.
         """
         problem = self.health()
         if problem is not None:
@@ -69,7 +97,7 @@ class Channel:
                     raise problem
                 waited += POLL_SLICE_MS / 1000
                 if timeout is not None and waited >= timeout:
-                    raise JetError("JET_errInstanceUnavailable", f"{kind}: no reply in {timeout} s")
+                    raise ReplyTimeout(f"{kind}: no reply in {timeout:g} s")
                 continue
             try:
                 message = codec.decode(frame)
@@ -79,8 +107,10 @@ class Channel:
                 continue  # the late reply to a call that gave up earlier
             if message.kind != codec.REPLY_PROGRESS:
                 return codec.result_of(message)
+            waited = 0.0
             ack = self._progress(on_progress, message)
-            self.sock.send(codec.encode_request(request_id, "ack", ack))
+            if acks:
+                self.sock.send(codec.encode_request(request_id, "ack", ack))
 
     def _receive(self) -> bytes | None:
         """The next frame, or None after POLL_SLICE_MS (RCVTIMEO) without one."""
@@ -100,4 +130,7 @@ class Channel:
         return {}
 
     def close(self) -> None:
+        if self.monitor is not None:
+            self.sock.disable_monitor()
+            self.monitor.close(0)
         self.sock.close(0)

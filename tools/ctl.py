@@ -27,7 +27,7 @@ from jetstore.actors.control import load_curve_key
 from jetstore.actors.control_commands import COMMANDS, UsageError
 from jetstore.actors.runtime import instance_running, read_endpoints
 from jetstore.engine.errors import JetError
-from jetstore.protocol import codec
+from jetstore.protocol.channel import Channel, ReplyTimeout
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NO_INSTANCE, EXIT_TIMEOUT, EXIT_BUSY, EXIT_REFUSED = range(7)
 
@@ -54,6 +54,9 @@ def resolve_endpoint(target: str) -> str:
 
 
 class ControlClient:
+    """``jetstore ctl``'s side of the control socket: the protocol's Channel, with
+    CURVE over tcp and the failed handshake of a refused key noticed."""
+
     def __init__(
         self,
         endpoint: str,
@@ -72,62 +75,35 @@ class ControlClient:
                 )
             except JetError as exc:  # a key file given on the command line: bad usage
                 raise CtlFailure(EXIT_USAGE, str(exc)) from exc
+        self.endpoint, self.timeout = endpoint, timeout
         self.context = zmq.Context()
-        self.sock = self.context.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.timeout = timeout
-        self.monitor = None
-        if curve is not None:
-            (
-                self.sock.curve_serverkey,
-                self.sock.curve_publickey,
-                self.sock.curve_secretkey,
-            ) = curve
-            self.monitor = self.sock.get_monitor_socket(
-                zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+        refusals = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+        self.channel = Channel(
+            self.context, endpoint, self._refused, curve=curve, monitor=refusals if curve else 0
+        )
+
+    def _refused(self) -> None:
+        """The Channel's health check: a CURVE handshake the server failed means no reply."""
+        monitor = self.channel.monitor
+        if monitor is not None and monitor.poll(0):
+            recv_monitor_message(monitor)
+            raise CtlFailure(
+                EXIT_REFUSED, f"refused: {self.endpoint} does not accept this client's CURVE key"
             )
-        self.sock.connect(endpoint)
-        self.endpoint = endpoint
 
     def call(self, kind: str, body: dict, on_progress=None):
-        request_id = int(time.monotonic_ns() % (1 << 31))
-        self.sock.send(codec.encode(request_id, kind, body))
-        deadline = time.monotonic() + self.timeout
-        poller = zmq.Poller()
-        poller.register(self.sock, zmq.POLLIN)
-        if self.monitor is not None:
-            poller.register(self.monitor, zmq.POLLIN)
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise CtlFailure(
-                    EXIT_TIMEOUT,
-                    f"timed out: {self.endpoint} did not answer {kind} in {self.timeout:g} s",
-                )
-            ready = dict(poller.poll(remaining * 1000))
-            if self.monitor is not None and self.monitor in ready:
-                recv_monitor_message(self.monitor)
-                raise CtlFailure(
-                    EXIT_REFUSED,
-                    f"refused: {self.endpoint} does not accept this client's CURVE key",
-                )
-            if self.sock not in ready:
-                continue
-            message = codec.decode(self.sock.recv())
-            if message.request_id != request_id:
-                continue
-            if message.kind == codec.REPLY_PROGRESS:
-                deadline = time.monotonic() + self.timeout  # a backup that reports is alive
-                if on_progress is not None:
-                    on_progress(message.body)
-                continue
-            return codec.result_of(message)
+        try:
+            return self.channel.call(
+                kind, body, timeout=self.timeout, on_progress=on_progress, acks=False
+            )
+        except ReplyTimeout:
+            raise CtlFailure(
+                EXIT_TIMEOUT,
+                f"timed out: {self.endpoint} did not answer {kind} in {self.timeout:g} s",
+            ) from None
 
     def close(self) -> None:
-        if self.monitor is not None:
-            self.sock.disable_monitor()
-            self.monitor.close(0)
-        self.sock.close(0)
+        self.channel.close()
         self.context.term()
 
 
