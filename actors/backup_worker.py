@@ -415,7 +415,13 @@ def main(config: dict) -> None:
             if ready is None:
                 break
             if router in ready:
-                serve_requests(router, schema.BACKUP, worker.handlers, NAME)
+                serve_requests(
+                    router,
+                    schema.BACKUP,
+                    worker.handlers,
+                    NAME,
+                    replies=schema.BACKUP_REPLIES,
+                )
             worker.outbox.flush()
         worker.outbox.flush()
     finally:

@@ -156,7 +156,12 @@ class BufferManager:
     # -- client requests -------------------------------------------------------
     def serve(self) -> None:
         serve_requests(
-            self.router, schema.BUFFER_MANAGER, self.handlers, NAME, MAX_REQUESTS_PER_TURN
+            self.router,
+            schema.BUFFER_MANAGER,
+            self.handlers,
+            NAME,
+            MAX_REQUESTS_PER_TURN,
+            replies=schema.BUFFER_MANAGER_REPLIES,
         )
 
     def _guarded(self, kind: str, handler):

@@ -62,7 +62,9 @@ def main(config: dict) -> None:
             if appends in ready:
                 write_batches(appends, events, keeper)
             if control in ready:
-                serve_requests(control, schema.LOG_CONTROL, handlers, NAME)
+                serve_requests(
+                    control, schema.LOG_CONTROL, handlers, NAME, replies=schema.LOG_CONTROL_REPLIES
+                )
             host.heartbeat.idle()
         if stopping:
             stream.sync()

@@ -387,12 +387,14 @@ def serve_requests(
     actor: str,
     limit: int = 1000,
     max_frame: int = codec.MAX_FRAME,
+    replies: dict[str, Any] | None = None,
 ) -> None:
     """Answer the requests waiting on a ROUTER (at most ``limit``), then return.
 
     Bad input of any kind is answered with an error reply; an unexpected
     exception is logged here with its traceback and answered with
     JET_errInternalError, never sent to the client and never fatal to the loop.
+    A result that does not match its reply schema (``replies``) is such a bug too.
     """
     for _ in range(limit):
         if not has_message(sock):
@@ -417,7 +419,11 @@ def serve_requests(
             request = Request(identity, message.request_id, message.kind)
             body = schema.check(table, message.kind, message.body)
             result = handlers[message.kind](body, request)
+            if replies is not None and result is not DEFERRED:
+                schema.check_reply(replies, message.kind, result)
         except JetError as exc:
+            if exc.name == "JET_errInternalError":
+                log.error("%s: %s", actor, exc)
             reply(sock, request or Request(identity, codec.peek_request_id(frame), "?"), error=exc)
             continue
         except Exception as exc:  # noqa: BLE001 - an actor must outlive its own bugs

@@ -119,6 +119,89 @@ SUPERVISOR: dict[str, dict[str, tuple]] = {
 }
 
 
+# -- replies -------------------------------------------------------------------------------
+# What each request's "ok" reply carries: a map with these fields (every field listed;
+# a None value only where OPTIONAL is allowed), or a value of these types.  Checked by
+# serve_requests for immediate replies, and by tests/test_protocol.py for every kind.
+
+ANY_MAP = (dict,)  # reports (status, backup_info) whose fields are documented where built
+NOTHING = (OPTIONAL,)
+LSN = {"lsn": (int,)}
+CHECKPOINT = {"seq": (int,), "checkpoint_lsn": (int,)}
+_common_replies = {"ping": (str,), "status": ANY_MAP}
+
+BUFFER_MANAGER_REPLIES: dict[str, Any] = {
+    **_common_replies,
+    "shutdown": {"clean": (bool,)},
+    "begin": {"txn": (int,), "begin_seq": (int,)},
+    "end": NOTHING,
+    "get": (bytes, OPTIONAL),
+    "scan": {"items": (list,), "more": (bool,)},
+    "commit": LSN,
+    "create_table": LSN,
+    "drop_table": LSN,
+    "list_tables": (list,),
+    "checkpoint": CHECKPOINT,
+    "stop_service": NOTHING,
+    "pin_checkpoint": {"seq": (int,), "meta_page": (bytes,)},
+    "unpin_checkpoint": NOTHING,
+    "backup_info": ANY_MAP,
+    "log_rolled": NOTHING,
+    "record_backup": CHECKPOINT,
+}
+
+LOG_CONTROL_REPLIES: dict[str, Any] = {
+    **_common_replies,
+    "shutdown": {"durable_lsn": (int,)},
+    "roll": {"generation": (int,)},
+    "truncate": {"deleted": (list,)},
+    "pin": NOTHING,
+    "unpin": NOTHING,
+}
+
+BACKUP_RESULT = {
+    "backup_id": (str,),
+    "bytes": (int,),
+    "gen_low": (int,),
+    "gen_high": (int,),
+    "roll_lsn": (int,),
+    "truncated": (list,),
+    "seconds": (float,),
+}
+BACKUP_REPLIES: dict[str, Any] = {
+    **_common_replies,
+    "shutdown": {"stopped": (bool,)},
+    # A backup's result; truncation alone: {"truncated", "generation", "seconds"}.
+    "backup": ANY_MAP,
+    "ack": NOTHING,  # never answered
+    "abort_backup": {"aborted": (bool,)},
+    "set_backup_rate": {"rate": (int,), "min_rate": (int,)},
+}
+
+
+def check_reply(table: dict[str, Any], kind: str, result: Any) -> Any:
+    """JET_errInternalError if ``result`` is not the reply ``kind``'s schema describes."""
+    shape = table[kind]
+    if isinstance(shape, dict):
+        problem = None
+        if not isinstance(result, dict):
+            problem = f"a map, not {type(result).__name__}"
+        elif set(result) != set(shape):
+            problem = f"fields {sorted(shape)}, not {sorted(result)}"
+        else:
+            for name, types in shape.items():
+                if type(result[name]) not in types:
+                    problem = f"{name} of type {'/'.join(t.__name__ for t in types)}"
+                    break
+    elif type(result) in shape:
+        problem = None
+    else:
+        problem = f"{'/'.join(t.__name__ for t in shape)}, not {type(result).__name__}"
+    if problem is not None:
+        raise JetError("JET_errInternalError", f"the reply to {kind} should be {problem}")
+    return result
+
+
 def check(table: dict[str, dict[str, tuple]], kind: str, body: Any) -> dict:
     """Validate ``body`` for ``kind`` against a socket's table; returns it."""
     fields = table.get(kind)

@@ -25,6 +25,7 @@ from jetstore.engine import Instance, JetError
 from jetstore.engine.backup import Progress
 from jetstore.engine.storage import Storage
 from jetstore.protocol import codec, schema
+from jetstore.protocol.channel import Channel
 
 
 def test_codec_roundtrip_and_reply_errors():
@@ -243,3 +244,68 @@ def test_progress_events_match_their_schema():
     """What a backup streams before its reply has a schema too (codec.REPLY_PROGRESS)."""
     for event in (Progress("begin", "pages", 0, 0), Progress("progress", "logs", 5, 9, "logs/x")):
         assert schema.check(schema.PROGRESS, codec.REPLY_PROGRESS, vars(event))
+
+
+def test_every_reply_matches_its_schema(tmp_path):
+    """Each kind a real instance answers, immediate or deferred, against its reply table."""
+    for requests, replies in (
+        (schema.BUFFER_MANAGER, schema.BUFFER_MANAGER_REPLIES),
+        (schema.LOG_CONTROL, schema.LOG_CONTROL_REPLIES),
+        (schema.BACKUP, schema.BACKUP_REPLIES),
+    ):
+        assert set(replies) == set(requests)
+    context = zmq.Context()
+    checked: dict[str, set] = {}
+    with Instance.open(str(tmp_path / "db")) as inst:
+        channels = {
+            name: Channel(context, inst.endpoints[name], lambda: None)
+            for name in ("buffer_manager", "log_control", "backup")
+        }
+        tables = {
+            "buffer_manager": schema.BUFFER_MANAGER_REPLIES,
+            "log_control": schema.LOG_CONTROL_REPLIES,
+            "backup": schema.BACKUP_REPLIES,
+        }
+
+        def call(actor: str, kind: str, body: dict | None = None):
+            result = channels[actor].call(kind, body or {}, timeout=30)
+            schema.check_reply(tables[actor], kind, result)
+            checked.setdefault(actor, set()).add(kind)
+            return result
+
+        try:
+            for actor in channels:
+                call(actor, "ping")
+                call(actor, "status")
+            call("buffer_manager", "create_table", {"table": "t"})
+            txn = call("buffer_manager", "begin")["txn"]
+            call("buffer_manager", "commit", {"writes": {"t": {b"k": b"v"}}, "txn": txn})
+            call("buffer_manager", "end", {"txn": call("buffer_manager", "begin")["txn"]})
+            call("buffer_manager", "get", {"table": "t", "key": b"k"})
+            call("buffer_manager", "scan", {"table": "t"})
+            call("buffer_manager", "list_tables")
+            call("buffer_manager", "checkpoint")
+            seq = call("buffer_manager", "pin_checkpoint")["seq"]
+            call("buffer_manager", "unpin_checkpoint", {"seq": seq})
+            info = call("buffer_manager", "backup_info")
+            generation = call("log_control", "roll")["generation"]
+            call("buffer_manager", "log_rolled", {"generation": generation})
+            call("log_control", "pin", {"generation": generation})
+            call("log_control", "unpin", {"generation": generation})
+            call("log_control", "truncate", {"below": 1})
+            record = {"incremental": False, "time_ns": 1, "gen_low": 1, "gen_high": 1}
+            record.update(lsn_mark=0, backup_id=bytes(16))
+            call("buffer_manager", "record_backup", record)
+            call("backup", "set_backup_rate", {"rate": 0})
+            call("backup", "abort_backup")
+            call("backup", "backup", {"dest": None, "incremental": False, "atomic": False})
+            call("buffer_manager", "drop_table", {"table": "t"})
+            call("buffer_manager", "stop_service")
+        finally:
+            for channel in channels.values():
+                channel.close()
+            context.term()
+    assert info["last_full"] is None
+    unexercised = {"shutdown", "ack"}  # shutdown: by close(); ack: never answered
+    for actor, table in tables.items():
+        assert checked[actor] == set(table) - unexercised, actor
