@@ -125,7 +125,7 @@ class BufferManager:
         self.checkpoint_requests: list[Request] = []  # for the next checkpoint sealed
         self.last_checkpoint = self.clock()
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="checkpoint")
-        self.write_buffer = storage.pager.new_write_buffer()
+        self.write_buffer = storage.new_write_buffer()
         self.shutdown_request: Request | None = None
         handlers = {
             "ping": lambda body, request: "pong",
@@ -389,9 +389,8 @@ class BufferManager:
             self.start_checkpoint()
             self.checkpoint.waiters, self.checkpoint_requests = self.checkpoint_requests, []
             return
-        changed = self.storage.pager.dirty or self.storage.changed_tables
         overdue = self.clock() - self.last_checkpoint > CHECKPOINT_INTERVAL_S
-        if self.storage.checkpoint_due() or (changed and overdue):
+        if self.storage.checkpoint_due() or (self.storage.changed_since_checkpoint and overdue):
             self.start_checkpoint()
 
     # -- shutdown ------------------------------------------------------------
@@ -460,7 +459,7 @@ def main(config: dict) -> None:
             else:
                 manager.maybe_checkpoint()
                 manager.storage.expire_transactions(manager.clock())
-                storage.pager.evict()
+                storage.evict()
             host.heartbeat.idle()
     finally:
         manager.writer.shutdown(wait=True)

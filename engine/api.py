@@ -26,8 +26,7 @@ from jetstore.protocol.channel import Channel
 from .backup import Progress
 from .client import Session
 from .errors import JetError
-from .fileio import io_error
-from .storage import fspath
+from .fileio import fspath, io_error
 
 HEALTH_CHECK_INTERVAL = 0.2  # how often a connected process looks at the actors' processes
 

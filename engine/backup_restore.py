@@ -29,10 +29,10 @@ from .backup import (
 )
 from .database_file import read_meta
 from .errors import JetError
-from .fileio import DEFAULT_ENV, Env
+from .fileio import DEFAULT_ENV, Env, fspath
 from .log_format import generation_file_name
 from .log_reader import LogReader, list_generations
-from .storage import DB_FILE, LOG_DIR, Storage, fspath
+from .storage import DB_FILE, LOG_DIR, Storage
 
 # -- verification ---------------------------------------------------------------
 

@@ -170,3 +170,14 @@ class Env:
 
 
 DEFAULT_ENV = Env()
+
+
+def fspath(path: str | bytes | os.PathLike) -> str:
+    """Accept str, bytes and PathLike (ESE's A and W entry points), always give str."""
+    try:
+        path = os.fsdecode(os.fspath(path))
+    except TypeError as exc:
+        raise JetError("JET_errInvalidPath", f"not a path: {path!r}") from exc
+    if not path or "\0" in path:
+        raise JetError("JET_errInvalidPath", f"invalid path {path!r}")
+    return path

@@ -30,7 +30,7 @@ from . import btree, redo_format, restore_marker_format
 from .database_file import create_database_file, read_meta
 from .errors import JetError
 from .events import EventLog
-from .fileio import DEFAULT_ENV, Env
+from .fileio import DEFAULT_ENV, Env, fspath
 from .log_format import MAX_LOG_FILE_SIZE, format_lsn, lsn_gen
 from .log_reader import LogReader
 from .log_stream import LogStream
@@ -71,17 +71,6 @@ class PinnedCheckpoint:
     @property
     def meta_page(self) -> bytes:
         return self.meta.to_page()
-
-
-def fspath(path: str | bytes | os.PathLike) -> str:
-    """Accept str, bytes and PathLike (ESE's A and W entry points), always give str."""
-    try:
-        path = os.fsdecode(os.fspath(path))
-    except TypeError as exc:
-        raise JetError("JET_errInvalidPath", f"not a path: {path!r}") from exc
-    if not path or "\0" in path:
-        raise JetError("JET_errInvalidPath", f"invalid path {path!r}")
-    return path
 
 
 class Storage:
@@ -425,6 +414,19 @@ class Storage:
             self.changed_tables.add(table)
 
     # -- checkpoints -----------------------------------------------------------
+    @property
+    def changed_since_checkpoint(self) -> bool:
+        """Anything a checkpoint would write: dirty pages or a table's new root."""
+        return bool(self.pager.dirty or self.changed_tables)
+
+    def new_write_buffer(self) -> bytearray:
+        """A buffer for ``write_checkpoint_pages`` (one per writing thread)."""
+        return self.pager.new_write_buffer()
+
+    def evict(self) -> None:
+        """Bring the cache back under its budget (Pager.evict)."""
+        self.pager.evict()
+
     def checkpoint_due(self) -> bool:
         if len(self.pager.dirty) > self.pager.cache_pages // 2:
             return True
