@@ -361,12 +361,15 @@ class BackupWorker:
             fault_point=fault_plan.step,
         )
         try:
-            self.outbox.put(self.router, run.request, "ok", backup.execute(dest, atomic))
+            reply = ("ok", backup.execute(dest, atomic))
         except JetError as error:  # every failure is reported, none kills us
-            self.outbox.put(self.router, run.request, "error", error)
+            reply = ("error", error)
         finally:
+            # Ended before it is answered: a caller that retries the moment it has the
+            # reply must not find this backup still running (-505).
             with self.lock:
                 self.run = None
+        self.outbox.put(self.router, run.request, *reply)
 
 
 BACKUP_NICENESS = 10  # the worker's loop and heartbeat yield the CPU to commits

@@ -282,6 +282,9 @@ def test_a_caller_that_dies_or_stops_during_its_callback_ends_its_backup(how, tm
             # The backup fails and cleans up within seconds, not the callback timeout.
             wait_until(lambda: tree(dest) == [], "the caller's backup is undone", timeout=10)
             wait_for_no_log_pins(inst)
+            # Its reply has nobody to go to: the worker's status says when it has ended.
+            ended = lambda: not backup_worker(inst)["info"]["backup_in_progress"]  # noqa: E731
+            wait_until(ended, "the worker reports the backup ended", timeout=10)
         finally:
             caller.kill()
             caller.wait(WAIT_S)
