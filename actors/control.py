@@ -24,6 +24,7 @@ import os
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psutil
@@ -153,9 +154,11 @@ class ControlServer(threading.Thread):
         ipc_endpoint: str,
         tcp_endpoint: str | None = None,
         backup_roots: list[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(name="jetstore-control", daemon=True)
         self.instance = instance
+        self.clock = clock  # the commits/s samples
         self.ipc_endpoint = ipc_endpoint
         self.tcp_endpoint = tcp_endpoint
         self.backup_roots = [os.path.realpath(root) for root in backup_roots or []]
@@ -246,12 +249,13 @@ class ControlServer(threading.Thread):
         """Commit counter samples for commits/s (from the buffer manager's heartbeats)."""
         info = self.instance._supervisor.actor_status().get("buffer_manager", {}).get("info", {})
         if "commits" in info:
-            now = time.monotonic()
+            now = self.clock()
             if not self.commit_samples or now - self.commit_samples[-1][0] >= 0.5:
                 self.commit_samples = [*self.commit_samples[-20:], (now, info["commits"])]
 
     def commits_per_second(self) -> float:
-        window = [s for s in self.commit_samples if time.monotonic() - s[0] <= 10]
+        now = self.clock()
+        window = [s for s in self.commit_samples if now - s[0] <= 10]
         if len(window) < 2 or window[-1][0] == window[0][0]:
             return 0.0
         return (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])

@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 from oracle import Clients
 
 from jetstore.actors import control_commands
+from jetstore.actors.control import ControlServer
 from jetstore.engine import Instance, JetError, restore, verify_backup
 from jetstore.engine.errors import ERRORS
 from jetstore.engine.log_format import lsn_gen
@@ -1302,3 +1303,15 @@ def test_serve_with_tcp_control_and_backup_root(tmp_path, children):
     code, out, err = again.finish()
     assert code == 0, err
     assert "stopped cleanly" in out
+
+
+def test_commits_per_second_counts_the_last_ten_seconds_of_samples():
+    """status's commits/s, on an injected clock: samples older than 10 s drop out."""
+    now = [100.0]
+    server = ControlServer(instance=None, ipc_endpoint="inproc://rate", clock=lambda: now[0])
+    server.commit_samples = [(92.0, 1000), (96.0, 1400), (100.0, 2200)]
+    assert server.commits_per_second() == pytest.approx(150.0)  # 1200 commits in 8 s
+    now[0] = 105.0
+    assert server.commits_per_second() == pytest.approx(200.0)  # only 96 and 100 remain
+    now[0] = 107.0
+    assert server.commits_per_second() == 0.0  # one sample is no rate
