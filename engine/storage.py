@@ -10,9 +10,11 @@ Directory layout (DESIGN.md section 3)::
     DIR/jet.edb                 database pages
     DIR/logs/jetXXXXXXXX.log    log generations
 
-A commit is validated, checked for write conflicts, appended to the log as
-one logical redo record, applied to the trees, and (unless lazy) made durable
-by an fdatasync of the log before ``commit`` returns.  A checkpoint makes the
+A commit is validated, checked for write conflicts (transactions.py), appended
+to the log as one logical redo record, applied to the trees, and (unless lazy)
+made durable by an fdatasync of the log before ``commit`` returns.  Opened with
+``ship_redo``, Storage hands its log to the caller after recovery: records go to
+that redo sink (redo_sink.py), whose owner makes them durable.  A checkpoint makes the
 log durable through everything applied (write-ahead rule), writes the dirty
 pages and the free list, fsyncs, then writes the meta slot and fsyncs again.
 Recovery opens the newest valid meta and replays every redo record at or after
