@@ -312,12 +312,16 @@ class BackupWorker:
             raise JetError("JET_errTermInProgress", "the instance is shutting down")
         if not self.logging:
             raise JetError("JET_errLoggingDisabled", "backup needs logging (logging=False)")
+        # Only this thread starts a backup, so once none runs none can start meanwhile:
+        # the peers' sockets, which a running backup's thread uses, are free for the
+        # status call below (a socket serves one thread at a time).
+        with self.lock:
+            if self.run is not None:
+                raise JetError("JET_errBackupInProgress", "a backup is already running")
         failure = self.peers.log_failure()
         if failure is not None:
             raise JetError("JET_errLogWriteFail", f"the log writer failed: {failure}")
         with self.lock:
-            if self.run is not None:
-                raise JetError("JET_errBackupInProgress", "a backup is already running")
             kind = "truncate" if dest is None else ("incremental" if incremental else "full")
             if kind == "incremental" and self.circular:
                 raise JetError(
