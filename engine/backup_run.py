@@ -312,7 +312,7 @@ class BackupRun:
             undo_written(self.env, self.events, dest, self.state.written)
             raise
         finally:
-            self.unpin()
+            unpin(self.peers, self.events, self.state.pins)
             self.release_claim()
             self.marker.remove()
 
@@ -379,9 +379,6 @@ class BackupRun:
             return []
         self.events.emit("truncate", deleted=deleted, below=below)
         return deleted
-
-    def unpin(self) -> None:
-        unpin(self.peers, self.events, self.state.pins)
 
     # -- what a successor needs --------------------------------------------------------
     def mark(self) -> None:

@@ -159,19 +159,11 @@ LOG_CONTROL_REPLIES: dict[str, Any] = {
     "unpin": NOTHING,
 }
 
-BACKUP_RESULT = {
-    "backup_id": (str,),
-    "bytes": (int,),
-    "gen_low": (int,),
-    "gen_high": (int,),
-    "roll_lsn": (int,),
-    "truncated": (list,),
-    "seconds": (float,),
-}
 BACKUP_REPLIES: dict[str, Any] = {
     **_common_replies,
     "shutdown": {"stopped": (bool,)},
-    # A backup's result; truncation alone: {"truncated", "generation", "seconds"}.
+    # A backup's result: {"backup_id", "bytes", "gen_low", "gen_high", "roll_lsn",
+    # "truncated", "seconds"}; truncation alone: {"truncated", "generation", "seconds"}.
     "backup": ANY_MAP,
     "ack": NOTHING,  # never answered
     "abort_backup": {"aborted": (bool,)},
