@@ -277,8 +277,12 @@ class ControlServer(threading.Thread):
         def run() -> None:
             try:
                 self.outbox.put(via.sock, request, "ok", work())
+            except JetError as exc:
+                self.outbox.put(via.sock, request, "error", exc)
             except Exception as exc:  # noqa: BLE001 - reported, never fatal to the server
-                self.outbox.put(via.sock, request, "error", JetError.of(exc))
+                # Its type only: an operator over tcp gets no text from inside the process.
+                error = JetError("JET_errInternalError", type(exc).__name__)
+                self.outbox.put(via.sock, request, "error", error)
 
         task = threading.Thread(target=run, name="jetstore-control-task", daemon=True)
         task.start()
