@@ -30,19 +30,20 @@ from jetstore.engine.backup_run import (
     undo_dead_run,
 )
 from jetstore.engine.errors import JetError
-from jetstore.engine.events import EventLog
+from jetstore.engine.events_format import EventLog
 from jetstore.engine.fileio import DEFAULT_ENV
 from jetstore.engine.meta_format import BackupRecord
+from jetstore.engine.run_dir_format import RUN_DIR
 from jetstore.engine.run_marker_format import MARKER_FILE, RunMarker
 from jetstore.engine.storage import LOG_DIR
 from jetstore.protocol import codec, schema
 from jetstore.protocol.channel import Channel
+from jetstore.protocol.schema import to_buffer_manager, to_log_control
 
 from . import fault_plan
 from .fault_plan import env_for
 from .runtime import (
     DEFERRED,
-    RUN_DIR,
     ActorConfig,
     ActorHost,
     Outbox,
@@ -123,42 +124,45 @@ class ZmqPeers:
     def __init__(self, bm: Channel, lw: Channel | None) -> None:
         self.bm, self.lw = bm, lw
 
-    def _call(self, channel: Channel, kind: str, body: dict | None = None):
-        return channel.call(kind, body, timeout=PEER_TIMEOUT)
+    def _bm(self, request: schema.Request):
+        return self.bm.call(request, timeout=PEER_TIMEOUT)
+
+    def _lw(self, request: schema.Request):
+        return self.lw.call(request, timeout=PEER_TIMEOUT)
 
     def checkpoint(self) -> dict:
-        return self._call(self.bm, "checkpoint")
+        return self._bm(to_buffer_manager.checkpoint())
 
     def pin_checkpoint(self) -> dict:
-        return self._call(self.bm, "pin_checkpoint")
+        return self._bm(to_buffer_manager.pin_checkpoint())
 
     def unpin_checkpoint(self, seq: int) -> None:
-        self._call(self.bm, "unpin_checkpoint", {"seq": seq})
+        self._bm(to_buffer_manager.unpin_checkpoint(seq=seq))
 
     def backup_info(self) -> dict:
-        return self._call(self.bm, "backup_info")
+        return self._bm(to_buffer_manager.backup_info())
 
     def log_failure(self) -> str | None:
-        return self._call(self.lw, "status")["failure"]
+        return self._lw(to_log_control.status())["failure"]
 
     def pin_log(self, generation: int) -> None:
-        self._call(self.lw, "pin", {"generation": generation})
+        self._lw(to_log_control.pin(generation=generation))
 
     def unpin_log(self, generation: int) -> None:
-        self._call(self.lw, "unpin", {"generation": generation})
+        self._lw(to_log_control.unpin(generation=generation))
 
     def roll(self) -> int:
-        generation = self._call(self.lw, "roll")["generation"]
-        self._call(self.bm, "log_rolled", {"generation": generation})
+        generation = self._lw(to_log_control.roll())["generation"]
+        self._bm(to_buffer_manager.log_rolled(generation=generation))
         return generation
 
     def record_backup(self, incremental: bool, record: BackupRecord) -> dict:
-        body = {"incremental": incremental, **dataclasses.asdict(record)}
-        return self._call(self.bm, "record_backup", body)
+        fields = dataclasses.asdict(record)
+        return self._bm(to_buffer_manager.record_backup(incremental=incremental, **fields))
 
     def truncate(self, below: int, checkpoint_lsn: int) -> list[int]:
-        body = {"below": below, "checkpoint_lsn": checkpoint_lsn}
-        return self._call(self.lw, "truncate", body)["deleted"]
+        request = to_log_control.truncate(below=below, checkpoint_lsn=checkpoint_lsn)
+        return self._lw(request)["deleted"]
 
     def close(self) -> None:
         self.bm.close()

@@ -285,7 +285,7 @@ class BufferManager:
         first = self.log.appended - len(self.log.queue)
         self.batches[batch] = first
         records = self.log.take()
-        self.to_log.send(codec.encode(0, "append", {"batch": batch, "records": records}))
+        self.to_log.send(codec.encode(0, *schema.to_log.append(batch=batch, records=records)))
 
     def on_log_event(self, frame: bytes) -> None:
         try:
@@ -368,7 +368,7 @@ class BufferManager:
             return
         self.last_checkpoint = self.clock()
         if self.to_log is not None:
-            self.to_log.send(codec.encode(0, "checkpointed", {"lsn": run.lsn}))
+            self.to_log.send(codec.encode(0, *schema.to_log.checkpointed(lsn=run.lsn)))
         for request in run.waiters:
             reply(self.router, request, {"seq": meta.seq, "checkpoint_lsn": meta.checkpoint_lsn})
 

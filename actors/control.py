@@ -35,9 +35,11 @@ from zmq.utils import z85
 
 from jetstore.engine.errors import JetError
 from jetstore.engine.fileio import io_error
+from jetstore.engine.run_dir_format import RUN_DIR
+from jetstore.protocol.schema import to_backup, to_buffer_manager
 
 from .control_commands import COMMANDS, SCHEMA, Command
-from .runtime import DEFERRED, RUN_DIR, Outbox, Request, log, make_socket, serve_requests
+from .runtime import DEFERRED, Outbox, Request, log, make_socket, serve_requests
 
 # Operators send small messages: a bigger one gets an error reply; past the transport
 # limit (codec.MAX_FRAME, MAXMSGSIZE) ZeroMQ drops the connection without reading it.
@@ -327,6 +329,10 @@ class ControlServer(threading.Thread):
                 actor.update(rss_bytes=None, cpu_seconds=None)
         if "failure" not in report:
             report["commits_per_s"] = round(self.commits_per_second(), 1)
-            report["backup_worker"] = self.instance._backup_control("status", stopped_ok=True)
-            report["backups"] = self.instance._control_call("backup_info", stopped_ok=True)
+            report["backup_worker"] = self.instance._backup_control(
+                to_backup.status(), stopped_ok=True
+            )
+            report["backups"] = self.instance._control_call(
+                to_buffer_manager.backup_info(), stopped_ok=True
+            )
         return report

@@ -15,7 +15,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from jetstore.protocol import codec
-from jetstore.protocol.schema import OPTIONAL
+from jetstore.protocol.schema import OPTIONAL, Requests, to_backup, to_buffer_manager
 
 from .runtime import Request
 
@@ -92,7 +92,7 @@ class AbortBackup(Command):
     name, help = "abort-backup", "stop the running backup; its files are removed"
 
     def execute(self, server, via, body, request):
-        return server.instance._backup_control("abort_backup")
+        return server.instance._backup_control(to_backup.abort_backup())
 
 
 class SetBackupRate(Command):
@@ -110,7 +110,7 @@ class SetBackupRate(Command):
 
     def execute(self, server, via, body, request):
         rates = {key: body[key] for key in ("rate", "min_rate") if key in body}
-        return server.instance._backup_control("set_backup_rate", rates)
+        return server.instance._backup_control(to_backup.set_backup_rate(**rates))
 
 
 class Truncate(Command):
@@ -124,7 +124,7 @@ class Checkpoint(Command):
     name, help = "checkpoint", "take a checkpoint now"
 
     def execute(self, server, via, body, request):
-        checkpoint = lambda: server.instance._control_call("checkpoint")  # noqa: E731
+        checkpoint = lambda: server.instance._control_call(to_buffer_manager.checkpoint())  # noqa: E731
         return server.background(via, request, checkpoint)
 
 
@@ -160,6 +160,7 @@ COMMANDS: dict[str, Command] = {
     )
 }
 SCHEMA: dict[str, dict[str, tuple]] = {name: command.fields for name, command in COMMANDS.items()}
+to_control_server = Requests(SCHEMA)
 
 
 def usage() -> str:

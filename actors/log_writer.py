@@ -94,17 +94,13 @@ def write_batches(appends: zmq.Socket, events: zmq.Socket, keeper: LogKeeper) ->
         ends = keeper.append_batches([records for _batch, records in batches])
     except JetError as exc:
         for batch, _records in batches:
-            events.send(
-                codec.encode(0, "failed", {"batch": batch, "err": exc.err, "message": exc.message})
-            )
+            failed = schema.log_event.failed(batch=batch, err=exc.err, message=exc.message)
+            events.send(codec.encode(0, *failed))
         return
     generation = keeper.stream.current_generation
     for (batch, _records), batch_ends in zip(batches, ends, strict=True):
-        events.send(
-            codec.encode(
-                0, "durable", {"batch": batch, "ends": batch_ends, "generation": generation}
-            )
-        )
+        durable = schema.log_event.durable(batch=batch, ends=batch_ends, generation=generation)
+        events.send(codec.encode(0, *durable))
 
 
 def control_handlers(keeper: LogKeeper, stop: list) -> dict:

@@ -11,8 +11,6 @@ paths (a second bind silently takes them over).
 from __future__ import annotations
 
 import collections
-import fcntl
-import json
 import logging
 import os
 import queue
@@ -27,6 +25,7 @@ from typing import Any, NamedTuple
 import zmq
 
 from jetstore.engine.errors import JetError
+from jetstore.engine.run_dir_format import RUN_DIR
 from jetstore.protocol import codec, schema
 
 from . import fault_plan
@@ -44,9 +43,6 @@ ENDPOINT_NAMES = (
     "supervisor",
     "control",
 )
-RUN_DIR = "run"
-ENDPOINTS_FILE = "endpoints.json"
-LOCK_FILE = "lock"
 HEARTBEAT_INTERVAL = 0.1  # seconds between heartbeats
 # Plain ints: on the hot path the flag enums' operators cost more than the calls themselves.
 _POLLIN = int(zmq.POLLIN)
@@ -84,37 +80,6 @@ def socket_dir(path: str) -> str:
 
 def make_endpoints(sockets: str) -> dict[str, str]:
     return {name: "ipc://" + os.path.join(sockets, name) for name in ENDPOINT_NAMES}
-
-
-def write_endpoints(path: str, info: dict) -> None:
-    run = os.path.join(path, RUN_DIR)
-    tmp = os.path.join(run, ENDPOINTS_FILE + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(info, f)
-    os.replace(tmp, os.path.join(run, ENDPOINTS_FILE))
-
-
-def instance_running(path: str) -> bool:
-    """Whether a live process holds the directory's lock (endpoints of a crashed one linger)."""
-    try:
-        fd = os.open(os.path.join(path, RUN_DIR, LOCK_FILE), os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True  # held: the opening process is alive
-    finally:
-        os.close(fd)  # closing drops a lock we may have taken
-    return False
-
-
-def read_endpoints(path: str) -> dict | None:
-    try:
-        with open(os.path.join(path, RUN_DIR, ENDPOINTS_FILE)) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def make_socket(
@@ -183,14 +148,14 @@ class Heartbeat(threading.Thread):
                     info = self.info()
                 except Exception as exc:  # noqa: BLE001 - a heartbeat must not die of a report
                     info = {"error": type(exc).__name__}
-                body = {
-                    "actor": self.actor,
-                    "pid": os.getpid(),
-                    "busy_s": 0.0 if busy is None else time.monotonic() - busy,
-                    "info": info,
-                }
+                heartbeat = schema.to_supervisor.heartbeat(
+                    actor=self.actor,
+                    pid=os.getpid(),
+                    busy_s=0.0 if busy is None else time.monotonic() - busy,
+                    info=info,
+                )
                 try:
-                    sock.send(codec.encode(0, "heartbeat", body), zmq.NOBLOCK)
+                    sock.send(codec.encode(0, *heartbeat), zmq.NOBLOCK)
                 except zmq.Again:
                     pass  # the supervisor is not reading: it will notice the silence
         finally:
@@ -258,7 +223,8 @@ class ActorHost:
 def send_ready(context: zmq.Context, endpoint: str, actor: str, info: dict) -> None:
     sock = make_socket(context, zmq.PUSH, connect=endpoint)
     try:
-        sock.send(codec.encode(0, "ready", {"actor": actor, "pid": os.getpid(), "info": info}))
+        ready = schema.to_supervisor.ready(actor=actor, pid=os.getpid(), info=info)
+        sock.send(codec.encode(0, *ready))
     finally:
         sock.close(LINGER_MS)
 
@@ -268,8 +234,10 @@ def report_startup_failure(endpoint: str, actor: str, exc: JetError) -> None:
     context = zmq.Context()
     try:
         sock = make_socket(context, zmq.PUSH, connect=endpoint)
-        body = {"actor": actor, "pid": os.getpid(), "err": exc.err, "message": exc.message}
-        sock.send(codec.encode(0, "failed", body))
+        failed = schema.to_supervisor.failed(
+            actor=actor, pid=os.getpid(), err=exc.err, message=exc.message
+        )
+        sock.send(codec.encode(0, *failed))
         sock.close(LINGER_MS)
     finally:
         context.term()

@@ -45,6 +45,7 @@ import psutil
 import zmq
 
 from jetstore.engine.errors import JetError
+from jetstore.engine.run_dir_format import ENDPOINTS_FILE, LOCK_FILE, RUN_DIR, write_endpoints
 from jetstore.engine.storage import LOG_DIR
 from jetstore.protocol import codec, schema
 from jetstore.protocol.channel import Channel
@@ -53,14 +54,10 @@ from . import backup_worker, buffer_manager, log_writer
 from .fault_plan import FAULTS_VARIABLE
 from .runtime import (
     ENDPOINT_NAMES,
-    ENDPOINTS_FILE,
-    LOCK_FILE,
-    RUN_DIR,
     ActorConfig,
     make_endpoints,
     make_socket,
     socket_dir,
-    write_endpoints,
 )
 
 log = logging.getLogger("jetstore.supervisor")
@@ -467,7 +464,7 @@ class Supervisor:
         else:
             channel.health = exited  # stopping: this is the last call made on it
         try:
-            channel.call("shutdown", timeout=STOP_TIMEOUT)
+            channel.call(schema.Request("shutdown", {}), timeout=STOP_TIMEOUT)
         except JetError as exc:
             log.error("%s did not shut down cleanly: %s", name, exc)
         finally:

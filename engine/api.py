@@ -19,14 +19,15 @@ import psutil
 import zmq
 
 from jetstore.actors.control import ControlServer
-from jetstore.actors.runtime import instance_running, read_endpoints, write_endpoints
 from jetstore.actors.supervisor import Supervisor
 from jetstore.protocol.channel import Channel
+from jetstore.protocol.schema import Request, to_backup, to_buffer_manager
 
 from .backup import Progress
 from .client import Session
 from .errors import JetError
 from .fileio import fspath, io_error
+from .run_dir_format import instance_running, read_endpoints, write_endpoints
 
 HEALTH_CHECK_INTERVAL = 0.2  # how often a connected process looks at the actors' processes
 
@@ -71,13 +72,13 @@ class _Attached:
     def _channel(self, endpoint: str = "buffer_manager") -> Channel:
         return Channel(self._context, self.endpoints[endpoint], self._health)
 
-    def _control_call(self, kind: str, body: dict | None = None, *, stopped_ok: bool = False):
+    def _control_call(self, request: Request, *, stopped_ok: bool = False):
         """A call on this thread's own instance-level channel."""
         self._check_usable(stopped_ok=stopped_ok)
         channel = getattr(self._local, "channel", None)
         if channel is None:
             channel = self._local.channel = self._channel()
-        return channel.call(kind, body)
+        return channel.call(request)
 
     def session(self) -> Session:
         """JetBeginSession."""
@@ -103,14 +104,14 @@ class _Attached:
         if status is not None and not callable(status):
             raise JetError("JET_errInvalidParameter", "status must be callable or None")
         worker_health = self._backup_worker_health()
-        body = {
-            "dest": None if path is None else os.path.abspath(fspath(path)),
-            "incremental": incremental,
-            "atomic": atomic,
-            "create_path": bool(getattr(self, "options", {}).get("create_path_if_not_exist")),
-            "sync_progress": status is not None,
-            "caller_pid": os.getpid(),
-        }
+        request = to_backup.backup(
+            dest=None if path is None else os.path.abspath(fspath(path)),
+            incremental=incremental,
+            atomic=atomic,
+            create_path=bool(getattr(self, "options", {}).get("create_path_if_not_exist")),
+            sync_progress=status is not None,
+            caller_pid=os.getpid(),
+        )
         raised: list[BaseException] = []
 
         def on_progress(event: dict) -> None:
@@ -122,7 +123,7 @@ class _Attached:
 
         channel = Channel(self._context, self.endpoints["backup"], worker_health)
         try:
-            return channel.call("backup", body, on_progress=on_progress if status else None)
+            return channel.call(request, on_progress=on_progress if status else None)
         except JetError as exc:
             if raised:
                 raise exc from raised[0]
@@ -134,18 +135,18 @@ class _Attached:
         """Health of the backup about to start: the instance's, and its worker's own."""
         raise NotImplementedError
 
-    def _backup_control(self, kind: str, body: dict | None = None, *, stopped_ok: bool = False):
+    def _backup_control(self, request: Request, *, stopped_ok: bool = False):
         """A short request to the backup worker (status, abort, rate)."""
         self._check_usable(stopped_ok=stopped_ok)
         channel = self._channel("backup")
         try:
-            return channel.call(kind, body)
+            return channel.call(request)
         finally:
             channel.close()
 
     def stop_service(self) -> None:
         """JetStopService: every later call on this instance fails with -1329."""
-        self._control_call("stop_service")
+        self._control_call(to_buffer_manager.stop_service())
         self.service_stopped = True
 
     def _close_sessions(self) -> None:
@@ -269,7 +270,7 @@ class Instance(_Attached):
         if self._supervisor.failure is not None:
             report["failure"] = str(self._supervisor.failure)
             return report
-        report["buffer_manager"] = self._control_call("status", stopped_ok=True)
+        report["buffer_manager"] = self._control_call(to_buffer_manager.status(), stopped_ok=True)
         report["log_writer"] = actors.get("log_writer", {}).get("info", {})
         return report
 
@@ -338,7 +339,7 @@ class Client(_Attached):
             return name not in self._processes or _running(self._processes[name])
 
         actors = {name: {"pid": pid, "alive": alive(name)} for name, pid in self._pids.items()}
-        engine = self._control_call("status", stopped_ok=True)
+        engine = self._control_call(to_buffer_manager.status(), stopped_ok=True)
         return {"path": self.path, "actors": actors, "buffer_manager": engine}
 
     def close(self) -> None:

@@ -36,7 +36,7 @@ from . import manifest_format
 from .backup import Progress, Throttle
 from .claim_format import CLAIM_FILE, DestinationClaim, new_token
 from .errors import JetError
-from .events import EventLog
+from .events_format import EventLog
 from .fileio import Env
 from .log_format import RECORDS_START, lsn_gen, make_lsn
 from .meta_format import BackupRecord, Meta

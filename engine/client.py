@@ -19,6 +19,7 @@ from typing import Any
 
 from jetstore.protocol import codec
 from jetstore.protocol.channel import Channel
+from jetstore.protocol.schema import Request, to_buffer_manager
 
 from .errors import JetError
 from .writeset import WriteSet, check_key, check_range, check_table_name, check_value
@@ -57,24 +58,24 @@ class Session:
         self._begin_seq: int | None = None
 
     # -- plumbing --------------------------------------------------------------
-    def _call(self, kind: str, body: dict | None = None) -> Any:
+    def _call(self, request: Request) -> Any:
         self._owner._check_usable()
         if self._channel is None:
             self._channel = self._owner._channel()
-        return self._channel.call(kind, body)
+        return self._channel.call(request)
 
     # -- tables ----------------------------------------------------------------
     def create_table(self, table: str) -> None:
         with self._entered:
-            self._call("create_table", {"table": check_table_name(table)})
+            self._call(to_buffer_manager.create_table(table=check_table_name(table)))
 
     def drop_table(self, table: str) -> None:
         with self._entered:
-            self._call("drop_table", {"table": check_table_name(table)})
+            self._call(to_buffer_manager.drop_table(table=check_table_name(table)))
 
     def list_tables(self) -> list[str]:
         with self._entered:
-            return self._call("list_tables")
+            return self._call(to_buffer_manager.list_tables())
 
     # -- reads -----------------------------------------------------------------
     def get(self, table: str, key: bytes) -> bytes | None:
@@ -84,7 +85,7 @@ class Session:
                 written, value = self._writes.lookup(table, key)
                 if written:
                     return value
-            return self._call("get", {"table": table, "key": key})
+            return self._call(to_buffer_manager.get(table=table, key=key))
 
     def scan(
         self, table: str, start: bytes | None = None, end: bytes | None = None
@@ -98,14 +99,14 @@ class Session:
         return self._writes.overlay_scan(table, committed, start, end)
 
     def _scan_chunks(self, table: str, start: bytes | None, end: bytes | None):
-        request = {"table": table, "start": start, "end": end}
+        request = to_buffer_manager.scan(table=table, start=start, end=end)
         while True:
             with self._entered:
-                chunk = self._call("scan", request)
+                chunk = self._call(request)
             yield from (tuple(item) for item in chunk["items"])
             if not chunk["more"] or not chunk["items"]:
                 return
-            request = {"table": table, "after": chunk["items"][-1][0], "end": end}
+            request = to_buffer_manager.scan(table=table, after=chunk["items"][-1][0], end=end)
 
     # -- writes ----------------------------------------------------------------
     def put(self, table: str, key: bytes, value: bytes) -> None:
@@ -114,7 +115,7 @@ class Session:
             if self._writes is not None:
                 self._writes.put(table, key, value)
             else:
-                self._call("commit", {"writes": {table: {key: value}}})
+                self._call(to_buffer_manager.commit(writes={table: {key: value}}))
 
     def delete(self, table: str, key: bytes) -> None:
         with self._entered:
@@ -122,14 +123,14 @@ class Session:
             if self._writes is not None:
                 self._writes.delete(table, key)
             else:
-                self._call("commit", {"writes": {table: {key: None}}})
+                self._call(to_buffer_manager.commit(writes={table: {key: None}}))
 
     # -- transactions ------------------------------------------------------------
     def begin(self) -> None:
         with self._entered:
             if self._writes is not None:
                 raise JetError("JET_errTransTooDeep", "a transaction is already open")
-            started = self._call("begin")
+            started = self._call(to_buffer_manager.begin())
             self._txn, self._begin_seq = started["txn"], started["begin_seq"]
             self._writes = WriteSet(limit=MAX_WRITE_SET)
 
@@ -137,18 +138,15 @@ class Session:
         """Commit the open transaction; returns the log position after its record."""
         with self._entered:
             writes = self._end_transaction()
-            body = {
-                "writes": writes.tables,
-                "begin_seq": self._begin_seq,
-                "txn": self._txn,
-                "lazy": bool(lazy),
-            }
-            return self._call("commit", body)["lsn"]
+            request = to_buffer_manager.commit(
+                writes=writes.tables, begin_seq=self._begin_seq, txn=self._txn, lazy=bool(lazy)
+            )
+            return self._call(request)["lsn"]
 
     def rollback(self) -> None:
         with self._entered:
             self._end_transaction()
-            self._call("end", {"txn": self._txn})
+            self._call(to_buffer_manager.end(txn=self._txn))
 
     def _end_transaction(self) -> WriteSet:
         if self._writes is None:

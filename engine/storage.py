@@ -17,29 +17,25 @@ made durable by an fdatasync of the log before ``commit`` returns.  Opened with
 that redo sink (redo_sink.py), whose owner makes them durable.  A checkpoint makes the
 log durable through everything applied (write-ahead rule), writes the dirty
 pages and the free list, fsyncs, then writes the meta slot and fsyncs again.
-Recovery opens the newest valid meta and replays every redo record at or after
+Recovery (recovery.py) opens the newest valid meta and replays every redo record at or after
 its checkpoint LSN.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 from . import btree, redo_format, restore_marker_format
 from .database_file import create_database_file, read_meta
 from .errors import JetError
-from .events import EventLog
 from .fileio import DEFAULT_ENV, Env, fspath
-from .log_format import MAX_LOG_FILE_SIZE, format_lsn, lsn_gen
-from .log_reader import LogReader
+from .log_format import MAX_LOG_FILE_SIZE, lsn_gen
 from .log_stream import LogStream
 from .meta_format import (
     DB_CLEAN,
     DB_DIRTY,
-    DB_JUST_CREATED,
     FLAG_CIRCULAR_EVER,
     FLAG_LOGGING,
     FLAG_RESTORED,
@@ -49,6 +45,7 @@ from .meta_format import (
 )
 from .page_format import MAX_PAGE_SIZE, MIN_PAGE_SIZE, PageImage
 from .pager import Node, Pager
+from .recovery import LogPaths, recover_log
 from .redo_sink import RedoSink, Ticket
 from .transactions import Transaction, Transactions
 from .writeset import check_key, check_range, check_table_name, check_value
@@ -165,7 +162,19 @@ class Storage:
         self.changed_tables: set[str] = set()
         self.log_restart: dict | None = None
         if self.logging:
-            self._recover()
+            paths = LogPaths(
+                self.env,
+                self.path,
+                self.db_path,
+                self.logs_path,
+                self.log_file_size,
+                self.circular,
+            )
+            recovered = recover_log(paths, meta, self._apply)
+            self.log, self.meta, self.replayed = recovered.log, recovered.meta, recovered.replayed
+            if recovered.restart is not None:
+                self.log_restart = recovered.restart
+                self.backup_history = (BackupRecord(), BackupRecord())
         else:
             # An unlogged run's crash leaves nothing in the log to replay: the log ends
             # where the run began.
@@ -180,86 +189,6 @@ class Storage:
             # every later meta, so a durable unlogged change always carries it.
             self.meta = meta.evolve(flags=meta.flags | FLAG_UNLOGGED)
         self.checkpoint(state=DB_DIRTY)
-
-    def _recover(self) -> None:
-        meta = self.meta
-        reader = LogReader(self.env, self.logs_path, signature=meta.log_signature)
-        generations = reader.generations() if self.env.exists(self.logs_path) else []
-        if meta.flags & FLAG_UNLOGGED:
-            # The trees hold commits no log has: the stream cannot continue, and nothing
-            # in it is newer than the trees (an unlogged open replays nothing either).
-            self._restart_log(generations, "commits were made with logging=False")
-            return
-        if not generations:
-            if meta.state == DB_DIRTY:
-                raise JetError(
-                    "JET_errRequiredLogFilesMissing",
-                    f"{self.db_path} needs the log from {meta.checkpoint_lsn:#x} on, "
-                    f"and {self.logs_path} holds no generation",
-                )
-            if meta.state == DB_JUST_CREATED:
-                self._create_log(meta.log_signature, first_generation=1)
-            else:
-                self._restart_log(generations, f"{self.logs_path} held no log generation")
-            return
-        for logged in reader.records(meta.checkpoint_lsn, context="replay"):
-            where = f"{self.logs_path} record {format_lsn(logged.lsn)}"
-            self._apply(redo_format.decode(logged.payload, where), logged.lsn, where)
-            self.replayed += 1
-        if reader.torn:
-            # A crash cut the last batch (never acknowledged), or the final synced batch
-            # was damaged: either way what follows end_lsn is about to be zero-filled.
-            # Say so where operators look, rather than shorten the log silently.
-            EventLog(self.path).emit(
-                "recovery-torn-tail",
-                end_lsn=format_lsn(reader.end_lsn),
-                generation=lsn_gen(reader.end_lsn),
-                replayed=self.replayed,
-            )
-        self.log = LogStream.open(
-            self.env,
-            self.logs_path,
-            log_file_size=self.log_file_size,
-            signature=meta.log_signature,
-            circular=self.circular,
-            end_lsn=reader.end_lsn,
-        )
-
-    def _create_log(self, signature: bytes, first_generation: int) -> None:
-        self.log = LogStream.create(
-            self.env,
-            self.logs_path,
-            log_file_size=self.log_file_size,
-            signature=signature,
-            circular=self.circular,
-            first_generation=first_generation,
-        )
-
-    def _restart_log(self, generations: list[int], reason: str) -> None:
-        """Start a new log stream because the old one misses commits the trees hold.
-
-        It gets a new signature, so that no backup or roll-forward of the old stream can
-        take it for a continuation, and generation numbers above every one the old stream
-        is known to have used, so that no file of either is mistaken for the other's.  The
-        backup history goes too: the next incremental needs a new full backup.
-        """
-        meta = self.meta
-        known = [*generations, lsn_gen(meta.checkpoint_lsn)]
-        known += [meta.last_full.gen_high, meta.last_incremental.gen_high]
-        first = max(known) + 1
-        signature = secrets.token_bytes(16)
-        self._create_log(signature, first_generation=first)
-        # Both take effect in the meta the open's checkpoint writes next.
-        self.meta = meta.evolve(log_signature=signature, flags=meta.flags & ~FLAG_UNLOGGED)
-        self.backup_history = (BackupRecord(), BackupRecord())
-        self.log_restart = {"generation": first, "reason": reason}
-        EventLog(self.path).emit(
-            "log-stream-restarted",
-            generation=first,
-            signature=signature.hex(),
-            previous_signature=meta.log_signature.hex(),
-            reason=reason,
-        )
 
     # -- failure -------------------------------------------------------------
     def check_usable(self) -> None:
@@ -560,7 +489,7 @@ class Storage:
             "last_incremental": asdict(incremental) if incremental.present else None,
             "db_signature": self.meta.db_signature,
             "log_signature": self.meta.log_signature,
-            # Why the history is empty when this open broke the chain (_restart_log):
+            # Why the history is empty when this open broke the chain (recovery.py):
             # {"generation": where the new log stream starts, "reason": ...} or None.
             "log_restart": self.log_restart,
         }

@@ -11,6 +11,7 @@ never hangs on a dead actor.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ import zmq
 from jetstore.engine.errors import JetError
 
 from . import codec
+from .schema import Request, to_backup
 
 POLL_SLICE_MS = 50
 _request_ids = itertools.count(1)
@@ -52,6 +54,7 @@ class Channel:
         identity: bytes | None = None,
         curve: tuple[bytes, bytes, bytes] | None = None,
         monitor: int = 0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sock = context.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
@@ -65,11 +68,12 @@ class Channel:
         self.monitor = self.sock.get_monitor_socket(monitor) if monitor else None
         self.sock.connect(endpoint)
         self.health = health
+        self.clock = clock
 
     def call(
         self,
-        kind: str,
-        body: dict | None = None,
+        request: Request,
+        *,
         timeout: float | None = None,
         on_progress: Callable[[dict], None] | None = None,
         acks: bool = True,
@@ -87,37 +91,34 @@ class Channel:
         if problem is not None:
             raise problem
         request_id = next(_request_ids)
-        self.sock.send(codec.encode_request(request_id, kind, body or {}))
-        waited = 0.0
+        kind = request.kind
+        self.sock.send(codec.encode_request(request_id, kind, request.body))
+        silent_since = self.clock()
         while True:
-            frame = self._receive()
-            if frame is None:  # a slice passed without a reply
+            message = self._receive(request_id)
+            if message is None:
                 problem = self.health()
                 if problem is not None:
                     raise problem
-                waited += POLL_SLICE_MS / 1000
-                if timeout is not None and waited >= timeout:
+                if timeout is not None and self.clock() - silent_since >= timeout:
                     raise ReplyTimeout(f"{kind}: no reply in {timeout:g} s")
                 continue
-            try:
-                message = codec.decode(frame)
-            except JetError:
-                continue
-            if message.request_id != request_id:
-                continue  # the late reply to a call that gave up earlier
             if message.kind != codec.REPLY_PROGRESS:
                 return codec.result_of(message)
-            waited = 0.0
+            silent_since = self.clock()
             ack = self._progress(on_progress, message)
             if acks:
-                self.sock.send(codec.encode_request(request_id, "ack", ack))
+                self.sock.send(codec.encode_request(request_id, *to_backup.ack(**ack)))
 
-    def _receive(self) -> bytes | None:
-        """The next frame, or None after POLL_SLICE_MS (RCVTIMEO) without one."""
+    def _receive(self, request_id: int) -> codec.Message | None:
+        """The next message for ``request_id``, or None after POLL_SLICE_MS (RCVTIMEO)
+        without one or for a frame that is not: the late reply to a call that gave up
+        earlier, or garbage."""
         try:
-            return self.sock.recv()
-        except zmq.Again:
+            message = codec.decode(self.sock.recv())
+        except (zmq.Again, JetError):
             return None
+        return message if message.request_id == request_id else None
 
     @staticmethod
     def _progress(on_progress, message: codec.Message) -> dict:

@@ -19,7 +19,7 @@ Sockets (DESIGN.md section 2):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from jetstore.engine.errors import JetError
 
@@ -117,6 +117,49 @@ SUPERVISOR: dict[str, dict[str, tuple]] = {
     "heartbeat": {"actor": (str,), "pid": (int,), "busy_s": (float, int), "info": (dict,)},
     "failed": {"actor": (str,), "pid": (int,), "err": (int,), "message": (str,)},
 }
+
+
+# -- building requests ---------------------------------------------------------------------
+
+
+class Request(NamedTuple):
+    """One message to send: its kind and its body."""
+
+    kind: str
+    body: dict
+
+
+class Requests:
+    """The builders of one socket's messages, one per kind of its table.
+
+    ``to_log_control.truncate(below=5)`` is ``Request("truncate", {"below": 5})``,
+    checked against ``LOG_CONTROL`` where it is built: a misspelt kind or field fails
+    in the sender, not as an error reply from the far side.  An omitted optional
+    field is left out of the body.
+    """
+
+    def __init__(self, table: dict[str, dict[str, tuple]]) -> None:
+        self._table = table
+
+    def build(self, kind: str, fields: dict) -> Request:
+        """The message ``kind`` with ``fields``, where the kind is data (``ctl``'s command)."""
+        return Request(kind, check(self._table, kind, fields))
+
+    def __getattr__(self, kind: str):
+        if kind not in self._table:
+            raise AttributeError(f"no message kind {kind!r} on this socket")
+        return lambda **fields: self.build(kind, fields)
+
+    def __dir__(self) -> list[str]:
+        return sorted(self._table)
+
+
+to_buffer_manager = Requests(BUFFER_MANAGER)
+to_log = Requests(LOG_APPEND)
+log_event = Requests(LOG_EVENTS)
+to_log_control = Requests(LOG_CONTROL)
+to_backup = Requests(BACKUP)
+to_supervisor = Requests(SUPERVISOR)
 
 
 # -- replies -------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from jetstore.engine.backup import Progress, Throttle
 from jetstore.engine.backup_run import BackupRun, RunState, claim_destination
-from jetstore.engine.events import EventLog
+from jetstore.engine.events_format import EventLog
 from jetstore.engine.fileio import DEFAULT_ENV
 from jetstore.engine.logkeeper import LogKeeper
 from jetstore.engine.meta_format import BackupRecord

@@ -22,6 +22,7 @@ from oracle import Clients
 from jetstore.engine import Instance, JetError, jet, restore, verify_backup
 from jetstore.engine.log_format import lsn_gen
 from jetstore.engine.storage import LOG_DIR
+from jetstore.protocol.schema import to_backup
 
 OPTIONS = {"log_file_size": 64 << 10}
 
@@ -199,12 +200,12 @@ def test_throttle_rate_can_change_while_a_backup_runs(tmp_path):
         session.put("t", b"%04d" % i, b"z" * 1000)
     (tmp_path / "bk").mkdir()
     control = inst._channel("backup")
-    control.call("set_backup_rate", {"rate": 200_000})  # ~0.5 MB of pages: seconds at this rate
+    control.call(to_backup.set_backup_rate(rate=200_000))  # ~0.5 MB of pages: seconds at this rate
     changed = []
 
     def status(progress) -> None:
         if progress.phase == "pages" and progress.done and not changed:
-            changed.append(control.call("set_backup_rate", {"rate": 0}))
+            changed.append(control.call(to_backup.set_backup_rate(rate=0)))
 
     started = time.monotonic()
     inst.backup(tmp_path / "bk", status=status)

@@ -45,6 +45,7 @@ from jetstore.engine.meta_format import FIRST_DATA_PAGE
 from jetstore.engine.page_format import PAGE_BRANCH, PAGE_LEAF
 from jetstore.engine.pager import Pager
 from jetstore.engine.storage import DB_FILE, LOG_DIR
+from jetstore.protocol.schema import to_backup, to_buffer_manager
 
 LOG_FILE_SIZE = 64 << 10
 NO_HANG_S = 10.0  # a failing backup reports within this long (it takes milliseconds)
@@ -196,7 +197,7 @@ def used_tree_pages(db) -> tuple[int, list[int]]:
 def corrupt_a_used_page(inst, db) -> tuple[int, Callable[[], None]]:
     """Checkpoint (no write follows), flip a bit in the middle of a tree page that
     checkpoint uses; returns the page number and a function that repairs it."""
-    inst._control_call("checkpoint")
+    inst._control_call(to_buffer_manager.checkpoint())
     page_size, pages = used_tree_pages(db)
     pgno = pages[-1]
     offset = pgno * page_size + page_size // 2
@@ -587,7 +588,7 @@ def test_read_pgno_verify_failure(tmp_path, opened):
     db = tmp_path / "db"
     inst = opened(db)
     fill(inst, "a", 300)
-    inst._control_call("checkpoint")  # the pages are on disk; no write follows
+    inst._control_call(to_buffer_manager.checkpoint())  # the pages are on disk; no write follows
     page_size, pages = used_tree_pages(db)
     assert len(pages) >= 2, pages
     with open(db / DB_FILE, "r+b") as f:  # a used page's bytes over another used page
@@ -804,7 +805,7 @@ def abort_backup(inst) -> None:
     """Abort the running backup through the backup worker's API."""
     channel = inst._channel("backup")
     try:
-        assert channel.call("abort_backup") == {"aborted": True}
+        assert channel.call(to_backup.abort_backup()) == {"aborted": True}
     finally:
         channel.close()
 
@@ -870,7 +871,7 @@ def test_a_failed_backup_leaves_nothing(how, template, tmp_path, faults):
         before_dest = tree(dest)
         manifest = (dest / ATOMIC_NEW / "MANIFEST").read_bytes()
         before_logs = generations(db)
-        before_info = inst._control_call("backup_info")
+        before_info = inst._control_call(to_buffer_manager.backup_info())
         assert before_info["last_full"]["backup_id"].hex() == template["backup_id"]
         worker = backup_worker(inst)["pid"]
         status = make_status(inst) if make_status else None
@@ -888,7 +889,7 @@ def test_a_failed_backup_leaves_nothing(how, template, tmp_path, faults):
         # No generation was deleted (the backup's roll may have added one).
         assert set(before_logs) <= set(generations(db))
         # The backup history in the meta is unchanged; the pins are released.
-        assert inst._control_call("backup_info") == before_info
+        assert inst._control_call(to_buffer_manager.backup_info()) == before_info
         wait_for_no_log_pins(inst)
         # The next backups succeed.
         if repair is not None:
@@ -956,7 +957,7 @@ def test_a_failure_at_the_complete_event_is_all_or_nothing(how, tmp_path, opened
     dest = tmp_path / "dest"
     dest.mkdir()
     logs = generations(db)
-    info = inst._control_call("backup_info")
+    info = inst._control_call(to_buffer_manager.backup_info())
 
     def status(progress):
         if progress.snt != "complete":
@@ -971,7 +972,9 @@ def test_a_failure_at_the_complete_event_is_all_or_nothing(how, tmp_path, opened
     except JetError as exc:
         assert tree(dest) == [], f"{exc!r} left {tree(dest)}"
         assert set(logs) <= set(generations(db)), f"{exc!r} truncated the log"
-        assert inst._control_call("backup_info") == info, f"{exc!r} recorded the backup"
+        assert inst._control_call(to_buffer_manager.backup_info()) == info, (
+            f"{exc!r} recorded the backup"
+        )
     else:
         assert verify_backup(dest)["backup_id"] == result["backup_id"]
 

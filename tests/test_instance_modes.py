@@ -6,6 +6,7 @@ import os
 
 from jetstore.engine import Instance
 from jetstore.engine.storage import LOG_DIR
+from jetstore.protocol.schema import to_buffer_manager
 
 
 def generations(path) -> list[str]:
@@ -21,7 +22,7 @@ def test_circular_logging_bounds_the_log(tmp_path):
         for round_ in range(8):
             for i in range(300):
                 session.put("t", b"%d-%05d" % (round_, i), b"v" * 1000)
-            inst._control_call("checkpoint")
+            inst._control_call(to_buffer_manager.checkpoint())
             peak = max(peak, len(generations(tmp_path)))
         written = 8 * 300 * 1000 / (64 << 10)  # ~37 generations of redo
         assert peak <= 8, f"{peak} generations kept for ~{written:.0f} written"
@@ -47,6 +48,6 @@ def test_requested_checkpoint_becomes_durable(tmp_path):
         for i in range(100):
             session.put("t", b"%03d" % i, b"x")
         before = inst.status()["buffer_manager"]["checkpoint_seq"]
-        done = inst._control_call("checkpoint")
+        done = inst._control_call(to_buffer_manager.checkpoint())
         assert done["seq"] == before + 1
         assert inst.status()["buffer_manager"]["checkpoint_lsn"] == done["checkpoint_lsn"]

@@ -79,6 +79,20 @@ def test_schema_rejects_bad_bodies(kind, body, fragment):
     assert e.value.err == -1003 and fragment in e.value.message
 
 
+def test_a_request_builder_checks_its_kind_and_fields_where_it_is_built():
+    request = schema.to_log_control.truncate(below=5)
+    assert request == schema.Request("truncate", {"below": 5})
+    with pytest.raises(AttributeError, match="trunacte"):
+        schema.to_log_control.trunacte(below=5)
+    with pytest.raises(JetError, match="unexpected field 'bellow'") as e:
+        schema.to_log_control.truncate(bellow=5)
+    assert e.value.err == -1003
+    with pytest.raises(JetError, match="field 'below' must be int"):
+        schema.to_log_control.truncate(below="5")
+    with pytest.raises(JetError, match="missing field 'below'"):
+        schema.to_log_control.truncate()
+
+
 def test_every_schema_accepts_its_minimal_body():
     for table in (
         schema.BUFFER_MANAGER,
@@ -267,40 +281,41 @@ def test_every_reply_matches_its_schema(tmp_path):
             "backup": schema.BACKUP_REPLIES,
         }
 
-        def call(actor: str, kind: str, body: dict | None = None):
-            result = channels[actor].call(kind, body or {}, timeout=30)
-            schema.check_reply(tables[actor], kind, result)
-            checked.setdefault(actor, set()).add(kind)
+        def call(actor: str, request: schema.Request):
+            result = channels[actor].call(request, timeout=30)
+            schema.check_reply(tables[actor], request.kind, result)
+            checked.setdefault(actor, set()).add(request.kind)
             return result
 
+        bm, lw, bw = schema.to_buffer_manager, schema.to_log_control, schema.to_backup
         try:
-            for actor in channels:
-                call(actor, "ping")
-                call(actor, "status")
-            call("buffer_manager", "create_table", {"table": "t"})
-            txn = call("buffer_manager", "begin")["txn"]
-            call("buffer_manager", "commit", {"writes": {"t": {b"k": b"v"}}, "txn": txn})
-            call("buffer_manager", "end", {"txn": call("buffer_manager", "begin")["txn"]})
-            call("buffer_manager", "get", {"table": "t", "key": b"k"})
-            call("buffer_manager", "scan", {"table": "t"})
-            call("buffer_manager", "list_tables")
-            call("buffer_manager", "checkpoint")
-            seq = call("buffer_manager", "pin_checkpoint")["seq"]
-            call("buffer_manager", "unpin_checkpoint", {"seq": seq})
-            info = call("buffer_manager", "backup_info")
-            generation = call("log_control", "roll")["generation"]
-            call("buffer_manager", "log_rolled", {"generation": generation})
-            call("log_control", "pin", {"generation": generation})
-            call("log_control", "unpin", {"generation": generation})
-            call("log_control", "truncate", {"below": 1})
+            for actor, requests in zip(channels, (bm, lw, bw), strict=True):
+                call(actor, requests.ping())
+                call(actor, requests.status())
+            call("buffer_manager", bm.create_table(table="t"))
+            txn = call("buffer_manager", bm.begin())["txn"]
+            call("buffer_manager", bm.commit(writes={"t": {b"k": b"v"}}, txn=txn))
+            call("buffer_manager", bm.end(txn=call("buffer_manager", bm.begin())["txn"]))
+            call("buffer_manager", bm.get(table="t", key=b"k"))
+            call("buffer_manager", bm.scan(table="t"))
+            call("buffer_manager", bm.list_tables())
+            call("buffer_manager", bm.checkpoint())
+            seq = call("buffer_manager", bm.pin_checkpoint())["seq"]
+            call("buffer_manager", bm.unpin_checkpoint(seq=seq))
+            info = call("buffer_manager", bm.backup_info())
+            generation = call("log_control", lw.roll())["generation"]
+            call("buffer_manager", bm.log_rolled(generation=generation))
+            call("log_control", lw.pin(generation=generation))
+            call("log_control", lw.unpin(generation=generation))
+            call("log_control", lw.truncate(below=1))
             record = {"incremental": False, "time_ns": 1, "gen_low": 1, "gen_high": 1}
             record.update(lsn_mark=0, backup_id=bytes(16))
-            call("buffer_manager", "record_backup", record)
-            call("backup", "set_backup_rate", {"rate": 0})
-            call("backup", "abort_backup")
-            call("backup", "backup", {"dest": None, "incremental": False, "atomic": False})
-            call("buffer_manager", "drop_table", {"table": "t"})
-            call("buffer_manager", "stop_service")
+            call("buffer_manager", bm.record_backup(**record))
+            call("backup", bw.set_backup_rate(rate=0))
+            call("backup", bw.abort_backup())
+            call("backup", bw.backup(dest=None, incremental=False, atomic=False))
+            call("buffer_manager", bm.drop_table(table="t"))
+            call("buffer_manager", bm.stop_service())
         finally:
             for channel in channels.values():
                 channel.close()

@@ -37,6 +37,7 @@ import psutil
 
 from jetstore.engine import Instance, restore
 from jetstore.engine.storage import DB_FILE, LOG_DIR, Storage
+from jetstore.protocol.schema import to_backup
 from jetstore.tools.bench_commit import _jetstore_client, collect, summarize
 from jetstore.tools.benchmark import add_common_arguments, benchmark_run, start_clients
 
@@ -276,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             print("sqlite       " + json.dumps(results["sqlite_online_backup"]))
             quiet, quiet_window = load_with_backup(inst, source, args.clients, args.seconds, None)
-            inst._backup_control("set_backup_rate", {"rate": args.rate})
+            inst._backup_control(to_backup.set_backup_rate(rate=args.rate))
             busy, window = load_with_backup(
                 inst, source, args.clients, args.seconds, os.path.join(scratch, "bk2")
             )

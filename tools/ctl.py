@@ -24,10 +24,11 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from jetstore.actors.control import load_curve_key
-from jetstore.actors.control_commands import COMMANDS, UsageError
-from jetstore.actors.runtime import instance_running, read_endpoints
+from jetstore.actors.control_commands import COMMANDS, UsageError, to_control_server
 from jetstore.engine.errors import JetError
+from jetstore.engine.run_dir_format import instance_running, read_endpoints
 from jetstore.protocol.channel import Channel, ReplyTimeout
+from jetstore.protocol.schema import Request
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NO_INSTANCE, EXIT_TIMEOUT, EXIT_BUSY, EXIT_REFUSED = range(7)
 
@@ -91,15 +92,15 @@ class ControlClient:
                 EXIT_REFUSED, f"refused: {self.endpoint} does not accept this client's CURVE key"
             )
 
-    def call(self, kind: str, body: dict, on_progress=None):
+    def call(self, request: Request, on_progress=None):
         try:
             return self.channel.call(
-                kind, body, timeout=self.timeout, on_progress=on_progress, acks=False
+                request, timeout=self.timeout, on_progress=on_progress, acks=False
             )
         except ReplyTimeout:
             raise CtlFailure(
                 EXIT_TIMEOUT,
-                f"timed out: {self.endpoint} did not answer {kind} in {self.timeout:g} s",
+                f"timed out: {self.endpoint} did not answer {request.kind} in {self.timeout:g} s",
             ) from None
 
     def close(self) -> None:
@@ -177,12 +178,12 @@ def run_ctl(args) -> int:
         try:
             kind = args.command
             try:
-                body = COMMANDS[kind].body(args)
+                request = to_control_server.build(kind, COMMANDS[kind].body(args))
             except UsageError as exc:
                 raise CtlFailure(EXIT_USAGE, str(exc)) from None
             progress = ProgressLine() if kind == "backup" and not args.json else None
             try:
-                result = client.call(kind, body, on_progress=progress)
+                result = client.call(request, on_progress=progress)
             finally:
                 if progress is not None:
                     progress.finish()

@@ -610,12 +610,15 @@ def jetstore_backup(directory: str, timeout: float):
     """A backup over the instance's control socket (what `jetstore ctl backup` does)."""
 
     def backup(dest: str, incremental: bool, atomic: bool, on_progress) -> dict:
+        from jetstore.actors.control_commands import to_control_server
         from jetstore.tools.ctl import ControlClient, resolve_endpoint
 
         client = ControlClient(resolve_endpoint(directory), timeout)
         try:
-            body = {"dest": os.path.abspath(dest), "incremental": incremental, "atomic": atomic}
-            return client.call("backup", body, on_progress=on_progress)
+            request = to_control_server.backup(
+                dest=os.path.abspath(dest), incremental=incremental, atomic=atomic
+            )
+            return client.call(request, on_progress=on_progress)
         finally:
             client.close()
 

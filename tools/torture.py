@@ -54,6 +54,7 @@ from jetstore.engine.fileio import DEFAULT_ENV
 from jetstore.engine.log_reader import LogReader
 from jetstore.engine.manifest_format import MANIFEST
 from jetstore.engine.storage import LOG_DIR
+from jetstore.protocol.schema import to_buffer_manager
 
 OPTIONS = {"log_file_size": 64 << 10}
 SPINNER = "while True: pass"
@@ -338,7 +339,7 @@ class Trial:
         with Instance.open(self.instance_dir, **OPTIONS) as inst:
             session = inst.session()
             stored = dict(session.scan("t")) if "t" in session.list_tables() else {}
-            recorded = inst._control_call("backup_info")["last_full"]
+            recorded = inst._control_call(to_buffer_manager.backup_info())["last_full"]
         self.recorded_full = recorded["backup_id"].hex() if recorded else None
         self.check_contents(stored, None, "the reopened instance")
         try:

@@ -1,8 +1,14 @@
-"""The event log: one JSON object per line in ``DIR/events.jsonl``, and the
-``jetstore.events`` logger, for every step of a backup, truncation and restore.
+"""The event log: ``DIR/events.jsonl``, and the ``jetstore.events`` logger.
 
-Operators read it with ``jq``; each line carries the time, the event name and
-its figures (files, bytes, generations, durations, errors with ESE numbers).
+One JSON object per line (UTF-8, newline-terminated, appended; never rewritten):
+
+    {"time": "YYYY-MM-DDTHH:MM:SS" (UTC), "time_ns": int (Unix ns), "event": str,
+     ...the event's own fields: files, bytes, generations, durations...,
+     "error": {"err": int, "name": str, "message": str}   (failures only)}
+
+Every step of a backup, truncation, restore and recovery that an operator may
+need to explain later is one line; they read it with ``jq``.  A line that
+cannot be appended is a warning on the logger, never the failure of the step.
 """
 
 from __future__ import annotations
