@@ -38,7 +38,7 @@ import psutil
 from jetstore.engine import Instance, restore
 from jetstore.engine.storage import DB_FILE, LOG_DIR, Storage
 from jetstore.protocol.schema import to_backup
-from jetstore.tools.bench_commit import _jetstore_client, collect, summarize
+from jetstore.tools.bench_commit import collect, jetstore_client, summarize
 from jetstore.tools.benchmark import add_common_arguments, benchmark_run, start_clients
 
 
@@ -99,7 +99,7 @@ def recovery_after_kill(scratch: str, clients: int, seconds: float) -> dict:
     path = os.path.join(scratch, "crash")
     inst = Instance.open(path)
     inst.session().create_table("t")
-    _start, processes, results = start_clients(_jetstore_client, path, clients, seconds, lead=1.0)
+    _start, processes, results = start_clients(jetstore_client, path, clients, seconds, lead=1.0)
     time.sleep(1.0 + seconds / 2)
     os.kill(inst.status()["actors"]["buffer_manager"]["pid"], 9)
     for process in processes:  # the clients fail with -1090 and exit
@@ -141,7 +141,7 @@ def load_with_backup(inst: Instance, path: str, clients: int, seconds: float, de
     way in.  Returns (samples, the window to compare as wall-clock (start, end)): the whole
     load without a backup, else the part of the backup that ran while the load did - a
     backup outlasting the load must not count the idle end as slow commits."""
-    start_at, processes, results = start_clients(_jetstore_client, path, clients, seconds)
+    start_at, processes, results = start_clients(jetstore_client, path, clients, seconds)
     window = (start_at, start_at + seconds)
     if destination is not None:
         time.sleep(max(0.0, start_at - time.time()) + seconds / 3)
@@ -171,7 +171,7 @@ def saturating_load(inst: Instance, path: str, scratch: str, seconds: float, idl
     """2 x cores committing clients with no think time, without and then with backups."""
     clients = 2 * (os.cpu_count() or 1)
     quiet, quiet_window = load_with_backup(inst, path, clients, seconds, None)
-    start_at, processes, results = start_clients(_jetstore_client, path, clients, seconds)
+    start_at, processes, results = start_clients(jetstore_client, path, clients, seconds)
     time.sleep(max(0.0, start_at - time.time()))
     backups = backups_until(inst, scratch, start_at + seconds)
     busy = collect(processes, results, seconds)

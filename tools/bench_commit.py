@@ -30,7 +30,7 @@ from jetstore.tools.benchmark import (
 VALUE = b"v" * 100
 
 
-def _jetstore_client(path: str, index: int, seconds: float, start_at: float, results) -> None:
+def jetstore_client(path: str, index: int, seconds: float, start_at: float, results) -> None:
     from jetstore.engine import connect
 
     client = connect(path)
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             jet_path = os.path.join(scratch, f"jet{clients}")
             with Instance.open(jet_path) as inst:
                 inst.session().create_table("t")
-                jet = run_clients(_jetstore_client, jet_path, clients, args.seconds)
+                jet = run_clients(jetstore_client, jet_path, clients, args.seconds)
             sql_path = os.path.join(scratch, f"sqlite{clients}.db")
             db = sqlite3.connect(sql_path, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
