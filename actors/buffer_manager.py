@@ -14,6 +14,7 @@ and publish the meta once the log is durable through the seal (write-ahead).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,7 +26,9 @@ from jetstore.engine.errors import JetError
 from jetstore.engine.fileio import DEFAULT_ENV
 from jetstore.engine.log_format import RECORDS_START, make_lsn
 from jetstore.engine.meta_format import DB_CLEAN, BackupRecord, Meta
+from jetstore.engine.published_format import STOPPED
 from jetstore.engine.redo_sink import Ticket
+from jetstore.engine.run_dir_format import RUN_DIR
 from jetstore.engine.storage import Storage
 from jetstore.engine.writeset import (
     entry_size,
@@ -117,7 +120,10 @@ class BufferManager:
         self.router = router
         self.to_log = to_log
         self.log: ShippingLog | None = storage.log if to_log is not None else None
-        self.waiting: dict[int, list[Request]] = {}  # record number -> commits it acknowledges
+        # record number -> the writes it acknowledges once durable, with their tickets
+        self.waiting: dict[int, list[tuple[Request, Ticket]]] = {}
+        # record number -> commits whose conflict check waits for its end LSN
+        self.parked: dict[int, list[tuple[dict, Request]]] = {}
         self.batches: dict[int, int] = {}  # batch id -> first record number
         self.next_batch = 1
         self.service_stopped = False
@@ -133,7 +139,9 @@ class BufferManager:
             "shutdown": self.shutdown,
             "begin": self.begin,
             "end": self.end,
-            "get": lambda body, request: self.storage.get(body["table"], body["key"]),
+            "get": lambda body, request: self.storage.get(
+                body["table"], body["key"], self._snapshot_of(body)
+            ),
             "scan": self.scan,
             "commit": self.commit,
             "create_table": lambda body, request: self.logged(
@@ -180,13 +188,21 @@ class BufferManager:
 
         return guarded
 
-    def logged(self, request: Request, operation, *args, lazy: bool = False):
+    def logged(self, request: Request, operation, *args, **options):
         """Run an operation that writes a redo record; answer once the record is durable."""
-        ticket = operation(*args)
-        if ticket is None or lazy:
-            return {"lsn": ticket.lsn if ticket else 0}
-        self.waiting.setdefault(ticket.number, []).append(request)
+        ticket = operation(*args, **options)
+        if ticket is None or options.get("lazy"):
+            return self._written(request, ticket.lsn if ticket else 0, ticket)
+        self.waiting.setdefault(ticket.number, []).append((request, ticket))
         return DEFERRED
+
+    @staticmethod
+    def _written(request: Request, lsn: int, ticket: Ticket | None) -> dict:
+        """The reply to a write: its LSN, and for a commit its record's number, by which
+        a lazy committer knows when the log holds it (published_format.py)."""
+        if request.kind == "commit":
+            return {"lsn": lsn, "record": ticket.number if ticket else -1}
+        return {"lsn": lsn}
 
     def begin(self, body: dict, request: Request) -> dict:
         txn, begin_seq = self.storage.begin_transaction(self.clock() + TXN_TTL_S)
@@ -206,11 +222,29 @@ class BufferManager:
                 "JET_errInvalidParameter", "commit: writes must map table -> {key: value}"
             )
         txn = body.get("txn")
-        begin_seq = body.get("begin_seq")
+        snapshot_lsn = body.get("snapshot_lsn")
+        own_records = body.get("own_records") or ()
+        if not all(type(record) is int for record in own_records):
+            raise JetError("JET_errInvalidParameter", "commit: own_records must be ints")
+        own_records = frozenset(own_records)
+        pending = self.storage.transactions.check_conflicts(
+            writes, body.get("begin_seq"), snapshot_lsn, own_records
+        )
+        if pending is not None:
+            # A record that last wrote one of these keys is in flight: whether it is in
+            # the snapshot depends on its end LSN, which the log writer is about to report.
+            self.parked.setdefault(pending, []).append((body, request))
+            return DEFERRED
         try:
             self._make_room_in_batch(writes)
             return self.logged(
-                request, self.storage.commit, writes, begin_seq, lazy=bool(body.get("lazy"))
+                request,
+                self.storage.commit,
+                writes,
+                body.get("begin_seq"),
+                lazy=bool(body.get("lazy")),
+                snapshot_lsn=snapshot_lsn,
+                own_records=own_records,
             )
         finally:
             self._end_txn(txn)
@@ -244,7 +278,8 @@ class BufferManager:
         after = body.get("after")
         start = after if after is not None else body.get("start")
         items, size = [], 0
-        for key, value in self.storage.scan(body["table"], start, body.get("end")):
+        rows = self.storage.scan(body["table"], start, body.get("end"), self._snapshot_of(body))
+        for key, value in rows:
             if key == after:
                 continue
             size += entry_size(key, value)
@@ -255,8 +290,23 @@ class BufferManager:
                 return {"items": items, "more": True}
         return {"items": items, "more": False}
 
+    def _snapshot_of(self, body: dict) -> int | None:
+        """The snapshot of the registered transaction a read names (version_store.py)."""
+        txn = body.get("txn")
+        if txn is None:
+            return None
+        begin_seq = self.storage.transactions.active.get(txn)
+        if begin_seq is None:
+            raise JetError(
+                "JET_errNotInTransaction",
+                f"transaction {txn} is not open (ended, or silent for {TXN_TTL_S:g} s)",
+            )
+        return begin_seq
+
     def stop_service(self, body: dict, request: Request) -> None:
         self.service_stopped = True
+        if self.storage.published is not None:
+            self.storage.published.publish_state(STOPPED)  # read views refuse reads too
 
     def pin_checkpoint(self, body: dict, request: Request) -> dict:
         pin = self.storage.pin_checkpoint()
@@ -271,6 +321,7 @@ class BufferManager:
             waiting_commits=sum(len(v) for v in self.waiting.values()),
             inflight_batches=len(self.batches),
             open_transactions=len(self.storage.transactions.active),
+            parked_commits=sum(len(v) for v in self.parked.values()),
             checkpoint_running=self.checkpoint is not None,
             service_stopped=self.service_stopped,
         )
@@ -300,7 +351,10 @@ class BufferManager:
             failure = JetError(body["err"], body["message"])
             self.storage.fail(failure)
             for record in sorted(self.waiting):
-                for request in self.waiting.pop(record):
+                for request, _ticket in self.waiting.pop(record):
+                    reply(self.router, request, error=failure)
+            for record in sorted(self.parked):
+                for _body, request in self.parked.pop(record):
                     reply(self.router, request, error=failure)
             self.abandon_checkpoint(failure)
             return
@@ -309,10 +363,24 @@ class BufferManager:
             record = first + offset
             self.log.durable = record + 1
             self.log.end_lsn = end_lsn
+            self.storage.transactions.durable(record, end_lsn)
             if self.checkpoint is not None and record == self.checkpoint.target - 1:
                 self.checkpoint.lsn = end_lsn
-            for request in self.waiting.pop(record, ()):
-                reply(self.router, request, {"lsn": end_lsn})
+            for request, ticket in self.waiting.pop(record, ()):
+                reply(self.router, request, self._written(request, end_lsn, ticket))
+            for parked_body, request in self.parked.pop(record, ()):
+                self._retry_commit(parked_body, request)
+
+    def _retry_commit(self, body: dict, request: Request) -> None:
+        """A parked commit, now that the record it waited for is durable: the reply is
+        what serving it at once would have sent."""
+        try:
+            result = self.handlers["commit"](body, request)
+        except JetError as exc:
+            reply(self.router, request, error=exc)
+            return
+        if result is not DEFERRED:
+            reply(self.router, request, result)
 
     # -- checkpoints -------------------------------------------------------
     def request_checkpoint(self, body: dict, request: Request):
@@ -422,6 +490,7 @@ def main(config: dict) -> None:
             auto_checkpoint=False,
             env=env_for(DEFAULT_ENV),
             ship_redo=ShippingLog,
+            run_dir=os.path.join(cfg.path, RUN_DIR),
             **options["storage"],
         )
     except JetError as exc:

@@ -9,12 +9,16 @@ arrived while the previous one ran - the whole point of group commit.
 
 from __future__ import annotations
 
+import os
+
 import zmq
 
 from jetstore.engine.errors import JetError
 from jetstore.engine.fileio import DEFAULT_ENV
 from jetstore.engine.log_stream import LogStream
 from jetstore.engine.logkeeper import LogKeeper
+from jetstore.engine.published_format import Published
+from jetstore.engine.run_dir_format import RUN_DIR
 from jetstore.protocol import codec, schema
 
 from .fault_plan import env_for
@@ -49,7 +53,8 @@ def main(config: dict) -> None:
         report_startup_failure(cfg.endpoints["supervisor"], NAME, exc)
         return
     host = ActorHost(cfg)
-    keeper = LogKeeper(stream, options["checkpoint_lsn"])
+    run_dir = os.path.join(cfg.path, RUN_DIR)
+    keeper = LogKeeper(stream, options["checkpoint_lsn"], Published(run_dir))
     appends = host.socket(zmq.PULL, bind=cfg.endpoints["log_append"], watch=True)
     events = host.socket(zmq.PUSH, connect=cfg.endpoints["log_events"], watch=False)
     control = host.socket(zmq.ROUTER, bind=cfg.endpoints["log_control"], watch=True)

@@ -45,6 +45,8 @@ import psutil
 import zmq
 
 from jetstore.engine.errors import JetError
+from jetstore.engine.published_format import CLOSED, PUBLISHED_FILE, Published, create_published
+from jetstore.engine.reader_table_format import READERS_FILE, create_reader_table
 from jetstore.engine.run_dir_format import ENDPOINTS_FILE, LOCK_FILE, RUN_DIR, write_endpoints
 from jetstore.engine.storage import LOG_DIR
 from jetstore.protocol import codec, schema
@@ -165,6 +167,10 @@ class Supervisor:
     def start(self) -> None:
         self._lock()
         try:
+            # Fresh for this run, before any actor: what read views look at (read_view.py).
+            run = os.path.join(self.path, RUN_DIR)
+            create_published(run)
+            create_reader_table(run)
             self.sockets_dir = socket_dir(self.path)
             self.endpoints = make_endpoints(self.sockets_dir)
             self.context = zmq.Context()
@@ -491,10 +497,17 @@ class Supervisor:
                 os.unlink(os.path.join(self.sockets_dir or run, name))
             except OSError:
                 pass
-        try:
-            os.unlink(os.path.join(run, ENDPOINTS_FILE))
-        except OSError:
-            pass
+        try:  # processes still attached: their read views must not go on reading
+            closed = Published(run)
+            closed.publish_state(CLOSED)
+            closed.close()
+        except JetError:
+            pass  # never created (a failed start), or already gone
+        for name in (ENDPOINTS_FILE, PUBLISHED_FILE, READERS_FILE):
+            try:
+                os.unlink(os.path.join(run, name))
+            except OSError:
+                pass
         if self.sockets_dir and not self.sockets_dir.startswith(run):
             shutil.rmtree(self.sockets_dir, ignore_errors=True)
         if self.lock_fd is not None:

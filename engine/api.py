@@ -27,7 +27,8 @@ from .backup import Progress
 from .client import Session
 from .errors import JetError
 from .fileio import fspath, io_error
-from .run_dir_format import instance_running, read_endpoints, write_endpoints
+from .read_view import DEFAULT_MAX_OVERLAY_BYTES, DEFAULT_MAX_SNAPSHOT_CHECKPOINTS, ReadView
+from .run_dir_format import RUN_DIR, instance_running, read_endpoints, write_endpoints
 
 HEALTH_CHECK_INTERVAL = 0.2  # how often a connected process looks at the actors' processes
 
@@ -50,6 +51,25 @@ class _Attached:
         self._local = threading.local()
         self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
         self._context = zmq.Context.instance()
+        self._view: ReadView | None = None
+        self._view_lock = threading.Lock()
+        self._view_bounds: dict = {}
+
+    @property
+    def _logged(self) -> bool:
+        """Whether the instance has a log (and so read views)."""
+        raise NotImplementedError
+
+    def _read_view(self) -> ReadView | None:
+        """This process's read view of the instance, made at the first read; None for an
+        instance without a log, whose reads the buffer manager serves."""
+        if self._view is None and self._logged:
+            with self._view_lock:
+                if self._view is None:
+                    self._check_usable()
+                    run_dir = os.path.join(self.path, RUN_DIR)
+                    self._view = ReadView(self.path, run_dir, **self._view_bounds)
+        return self._view
 
     def _health(self) -> JetError | None:
         raise NotImplementedError
@@ -156,6 +176,9 @@ class _Attached:
         if channel is not None:
             channel.close()
             self._local.channel = None
+        with self._view_lock:
+            if self._view is not None:
+                self._view.close()
 
     def __enter__(self):
         return self
@@ -172,6 +195,10 @@ class Instance(_Attached):
         self._supervisor = supervisor
         self._close_lock = threading.Lock()
 
+    @property
+    def _logged(self) -> bool:
+        return self._supervisor.logging
+
     @classmethod
     def open(
         cls,
@@ -186,8 +213,14 @@ class Instance(_Attached):
         cache_size: int = 64 << 20,
         control: str | None = None,
         backup_roots: list[str] | None = None,
+        max_snapshot_checkpoints: int = DEFAULT_MAX_SNAPSHOT_CHECKPOINTS,
+        max_overlay_bytes: int = DEFAULT_MAX_OVERLAY_BYTES,
     ) -> Instance:
-        """JetInit: start the actors, recover, and return once everything is ready."""
+        """JetInit: start the actors, recover, and return once everything is ready.
+
+        ``max_snapshot_checkpoints``, ``max_overlay_bytes``: the bounds of this
+        process's read view (read_view.py); a snapshot past them fails with -1069."""
+        view_bounds = _view_bounds(max_snapshot_checkpoints, max_overlay_bytes)
         path = fspath(path)
         for name, value in (
             ("create", create),
@@ -217,6 +250,7 @@ class Instance(_Attached):
         supervisor = Supervisor(path, options)
         supervisor.start()
         instance = cls(supervisor)
+        instance._view_bounds = view_bounds
         try:
             instance._start_control(control, backup_roots)
         except BaseException:
@@ -342,6 +376,10 @@ class Client(_Attached):
         engine = self._control_call(to_buffer_manager.status(), stopped_ok=True)
         return {"path": self.path, "actors": actors, "buffer_manager": engine}
 
+    @property
+    def _logged(self) -> bool:
+        return "log_writer" in self._pids
+
     def close(self) -> None:
         """Detach: the instance keeps running for the process that opened it."""
         if not self.closed:
@@ -356,10 +394,32 @@ def _running(process: psutil.Process) -> bool:
         return False
 
 
-def connect(path: str | bytes | os.PathLike) -> Client:
-    """Attach to the instance running at ``path`` (opened by another process)."""
+def connect(
+    path: str | bytes | os.PathLike,
+    *,
+    max_snapshot_checkpoints: int = DEFAULT_MAX_SNAPSHOT_CHECKPOINTS,
+    max_overlay_bytes: int = DEFAULT_MAX_OVERLAY_BYTES,
+) -> Client:
+    """Attach to the instance running at ``path`` (opened by another process); the
+    bounds are those of this process's read view, as in ``Instance.open``."""
+    view_bounds = _view_bounds(max_snapshot_checkpoints, max_overlay_bytes)
     path = os.path.abspath(fspath(path))
     published = read_endpoints(path) if instance_running(path) else None
     if published is None:
         raise JetError("JET_errNotInitialized", f"no instance is running at {path}")
-    return Client(path, published)
+    client = Client(path, published)
+    client._view_bounds = view_bounds
+    return client
+
+
+def _view_bounds(max_snapshot_checkpoints: object, max_overlay_bytes: object) -> dict:
+    for name, value, low in (
+        ("max_snapshot_checkpoints", max_snapshot_checkpoints, 1),
+        ("max_overlay_bytes", max_overlay_bytes, 1 << 20),
+    ):
+        if type(value) is not int or value < low:
+            raise JetError("JET_errInvalidParameter", f"{name}={value!r} must be an int >= {low}")
+    return {
+        "max_snapshot_checkpoints": max_snapshot_checkpoints,
+        "max_overlay_bytes": max_overlay_bytes,
+    }

@@ -1,13 +1,22 @@
-"""The client side of the engine: sessions and transactions over protocol Channels.
+"""The client side of the engine: sessions and transactions.
 
-A ``Session`` owns its channel and may be used from one thread at a time; a
-second thread entering it gets JET_errSessionSharingViolation at once.
-Transactions collect their writes client-side (``WriteSet``) and send them in
-one commit message; reads see the transaction's own writes overlaid.  Since a
-frame larger than MAXMSGSIZE is dropped with the connection, unanswered,
-every request is measured before it is sent (``codec.encode_request``), and a
-write set may grow only as far as one commit message can carry it
-(MAX_WRITE_SET): the put past that fails with -1069 at once.
+A ``Session`` may be used from one thread at a time; a second thread entering it
+gets JET_errSessionSharingViolation at once.
+
+Reads go to the process's read view (read_view.py) and send no message: a
+transaction reads the snapshot taken when it began (``snapshot_lsn``), a read
+outside one the newest snapshot when it starts.  Over that snapshot lie, newest
+first, the transaction's own writes and the session's lazy commits that the log
+does not hold yet - a session sees its own commits at once.  An instance with
+no log (``logging=False``) has no read view: its reads go to the buffer manager.
+
+Writes go to the buffer manager: a transaction collects them client-side
+(``WriteSet``) and sends them in one commit message with its snapshot, against
+which the buffer manager checks write conflicts.  Since a frame larger than
+MAXMSGSIZE is dropped with the connection, unanswered, every request is measured
+before it is sent (``codec.encode_request``), and a write set may grow only as
+far as one commit message can carry it (MAX_WRITE_SET): the put past that fails
+with -1069 at once.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from jetstore.protocol.channel import Channel
 from jetstore.protocol.schema import Request, to_buffer_manager
 
 from .errors import JetError
+from .read_view import Snapshot
 from .writeset import WriteSet, check_key, check_range, check_table_name, check_value
 
 MAX_WRITE_SET = codec.MAX_FRAME - codec.FRAME_HEADROOM
@@ -54,8 +64,19 @@ class Session:
         self._channel: Channel | None = None
         self._entered = _OneThreadAtATime()
         self._writes: WriteSet | None = None
-        self._txn: int | None = None
+        self._snapshot: Snapshot | None = None  # the open transaction's (read views)
+        self._txn: int | None = None  # without a read view: the buffer manager's
         self._begin_seq: int | None = None
+        # Lazy commits of this session that the log may not hold yet: (record, writes).
+        self._lazy: list[tuple[int, dict]] = []
+
+    @property
+    def snapshot_lsn(self) -> int:
+        """The open transaction's snapshot: it reads every commit whose LSN (what its
+        ``commit()`` returned) is at or below this, and none after (0 without a log)."""
+        if self._writes is None:
+            raise JetError("JET_errNotInTransaction", "no transaction is open")
+        return self._snapshot.lsn if self._snapshot is not None else 0
 
     # -- plumbing --------------------------------------------------------------
     def _call(self, request: Request) -> Any:
@@ -75,7 +96,11 @@ class Session:
 
     def list_tables(self) -> list[str]:
         with self._entered:
-            return self._call(to_buffer_manager.list_tables())
+            view = self._owner._read_view()
+            if view is None:
+                return self._call(to_buffer_manager.list_tables())
+            self._owner._check_usable()
+            return (self._snapshot or view.snapshot()).list_tables()
 
     # -- reads -----------------------------------------------------------------
     def get(self, table: str, key: bytes) -> bytes | None:
@@ -85,28 +110,92 @@ class Session:
                 written, value = self._writes.lookup(table, key)
                 if written:
                     return value
-            return self._call(to_buffer_manager.get(table=table, key=key))
+            view = self._owner._read_view()
+            if view is None:
+                txn = self._txn if self._writes is not None else None
+                return self._call(to_buffer_manager.get(table=table, key=key, txn=txn))
+            self._owner._check_usable()
+            snapshot = self._snapshot or view.snapshot()
+            if self._lazy:
+                written, value = self._unlogged_writes(snapshot).lookup(table, key)
+                if written:
+                    return value
+            try:
+                return snapshot.get(table, key)
+            except JetError as exc:
+                if self._snapshot is not None or exc.err != -1069:
+                    raise
+                # Another thread of this process moved the view on mid-read: a read
+                # outside a transaction simply takes the newer snapshot.
+                return view.snapshot().get(table, key)
 
     def scan(
         self, table: str, start: bytes | None = None, end: bytes | None = None
     ) -> Iterator[tuple[bytes, bytes]]:
-        """Entries with start <= key < end, fetched from the buffer manager in chunks."""
+        """Entries with start <= key < end, in key order, at one snapshot however long
+        the scan runs."""
         table = check_table_name(table)
         start, end = check_range(start, end)
-        committed = self._scan_chunks(table, start, end)
+        view = self._owner._read_view()
+        if view is None:
+            committed = self._scan_chunks(table, start, end)
+        else:
+            committed = self._scan_view(view, table, start, end)
         if self._writes is None:
             return committed
         return self._writes.overlay_scan(table, committed, start, end)
 
+    def _scan_view(self, view, table: str, start: bytes | None, end: bytes | None):
+        """A scan outside a transaction holds its own snapshot from its first item on."""
+        with self._entered:
+            self._owner._check_usable()
+            snapshot = self._snapshot or view.snapshot(hold=True)
+        try:
+            rows = snapshot.scan(table, start, end)
+            if self._lazy:
+                rows = self._unlogged_writes(snapshot).overlay_scan(table, rows, start, end)
+            yield from rows
+        finally:
+            if snapshot is not self._snapshot:
+                snapshot.close()
+
+    def _unlogged_writes(self, snapshot: Snapshot) -> WriteSet:
+        """This session's lazy commits that ``snapshot`` does not hold, oldest first."""
+        durable = self._owner._read_view().published.durable().records
+        oldest_needed = min(durable, self._snapshot.records if self._snapshot else durable)
+        self._lazy = [(record, writes) for record, writes in self._lazy if record >= oldest_needed]
+        unlogged = WriteSet()
+        for record, writes in self._lazy:
+            if record < snapshot.records:
+                continue
+            for table, kv in writes.items():
+                for key, value in kv.items():
+                    if value is None:
+                        unlogged.delete(table, key)
+                    else:
+                        unlogged.put(table, key, value)
+        return unlogged
+
     def _scan_chunks(self, table: str, start: bytes | None, end: bytes | None):
-        request = to_buffer_manager.scan(table=table, start=start, end=end)
-        while True:
-            with self._entered:
-                chunk = self._call(request)
-            yield from (tuple(item) for item in chunk["items"])
-            if not chunk["more"] or not chunk["items"]:
-                return
-            request = to_buffer_manager.scan(table=table, after=chunk["items"][-1][0], end=end)
+        """Without a log: chunks from the buffer manager, all at one registered snapshot
+        (the transaction's, or one of the scan's own)."""
+        own = self._writes is None
+        with self._entered:
+            txn = self._call(to_buffer_manager.begin())["txn"] if own else self._txn
+        try:
+            request = to_buffer_manager.scan(table=table, start=start, end=end, txn=txn)
+            while True:
+                with self._entered:
+                    chunk = self._call(request)
+                yield from (tuple(item) for item in chunk["items"])
+                if not chunk["more"] or not chunk["items"]:
+                    return
+                after = chunk["items"][-1][0]
+                request = to_buffer_manager.scan(table=table, after=after, end=end, txn=txn)
+        finally:
+            if own:
+                with self._entered:
+                    self._call(to_buffer_manager.end(txn=txn))
 
     # -- writes ----------------------------------------------------------------
     def put(self, table: str, key: bytes, value: bytes) -> None:
@@ -130,28 +219,51 @@ class Session:
         with self._entered:
             if self._writes is not None:
                 raise JetError("JET_errTransTooDeep", "a transaction is already open")
-            started = self._call(to_buffer_manager.begin())
-            self._txn, self._begin_seq = started["txn"], started["begin_seq"]
+            view = self._owner._read_view()
+            if view is None:
+                started = self._call(to_buffer_manager.begin())
+                self._txn, self._begin_seq = started["txn"], started["begin_seq"]
+            else:
+                self._owner._check_usable()
+                self._snapshot = view.snapshot(hold=True)
             self._writes = WriteSet(limit=MAX_WRITE_SET)
 
     def commit(self, lazy: bool = False) -> int:
         """Commit the open transaction; returns the log position after its record."""
         with self._entered:
+            snapshot = self._snapshot
             writes = self._end_transaction()
+            if snapshot is None:
+                request = to_buffer_manager.commit(
+                    writes=writes.tables, begin_seq=self._begin_seq, txn=self._txn, lazy=lazy
+                )
+                return self._call(request)["lsn"]
+            own = [record for record, _writes in self._lazy if record >= snapshot.records]
             request = to_buffer_manager.commit(
-                writes=writes.tables, begin_seq=self._begin_seq, txn=self._txn, lazy=bool(lazy)
+                writes=writes.tables,
+                snapshot_lsn=snapshot.lsn,
+                own_records=own or None,
+                lazy=bool(lazy),
             )
-            return self._call(request)["lsn"]
+            written = self._call(request)
+            if lazy and written["record"] >= 0:
+                self._lazy.append((written["record"], writes.tables))
+            return written["lsn"]
 
     def rollback(self) -> None:
         with self._entered:
+            had_snapshot = self._snapshot is not None
             self._end_transaction()
-            self._call(to_buffer_manager.end(txn=self._txn))
+            if not had_snapshot:
+                self._call(to_buffer_manager.end(txn=self._txn))
 
     def _end_transaction(self) -> WriteSet:
         if self._writes is None:
             raise JetError("JET_errNotInTransaction", "no transaction is open")
         writes, self._writes = self._writes, None
+        if self._snapshot is not None:
+            self._snapshot.close()
+            self._snapshot = None
         return writes
 
     @contextmanager

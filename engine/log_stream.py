@@ -225,6 +225,11 @@ class LogStream:
         return make_lsn(self._generation, self._offset)
 
     @property
+    def appended(self) -> int:
+        """Records appended by this stream so far."""
+        return self._appended
+
+    @property
     def durable_lsn(self) -> int:
         """Everything before this position is on disk."""
         return make_lsn(self._generation, self._durable_offset)

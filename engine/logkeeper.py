@@ -4,16 +4,25 @@ group sync, rolls, and truncation that never removes what recovery or a pin need
 A generation is *needed* while it is at or above the checkpoint's generation
 (recovery replays from there) or at or above a pinned floor (a backup copies
 from there).  ``truncate`` refuses to go past either; circular logging
-truncates on its own at every checkpoint, within the same limits.
+truncates on its own at every checkpoint, within the same limits.  Read views
+(read_view.py) hold no generation: what a view has read is in its memory, and a
+view whose next generation is gone starts again from the newest checkpoint,
+whose log this floor always keeps.
+
+With a ``published`` state (published_format.py), every sync is published -
+the durable LSN and the records durable so far - before ``append_batches``
+returns, so before the buffer manager can acknowledge any commit of the batch.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections import Counter
 
 from .errors import JetError
 from .log_format import lsn_gen
 from .log_stream import LogStream
+from .published_format import Published
 
 
 def log_write_error(exc: JetError) -> JetError:
@@ -24,11 +33,23 @@ def log_write_error(exc: JetError) -> JetError:
 
 
 class LogKeeper:
-    def __init__(self, stream: LogStream, checkpoint_lsn: int) -> None:
+    def __init__(
+        self,
+        stream: LogStream,
+        checkpoint_lsn: int,
+        published: Published | None = None,
+    ) -> None:
         self.stream = stream
         self.checkpoint_lsn = checkpoint_lsn
         self.pins: Counter[int] = Counter()
         self.failure: JetError | None = None
+        self.published = published
+        self.run = secrets.randbits(63)  # tells this run's record count from another's
+        self._publish()
+
+    def _publish(self) -> None:
+        if self.published is not None:
+            self.published.publish_durable(self.stream.durable_lsn, self.stream.appended, self.run)
 
     def append_batches(self, batches: list[list[bytes]]) -> list[list[int]]:
         """Append every record of every batch, then one fdatasync for all of them.
@@ -51,6 +72,7 @@ class LogKeeper:
         except JetError as exc:
             self.failure = log_write_error(exc)
             raise self.failure from exc
+        self._publish()
         return ends
 
     @property
@@ -61,7 +83,9 @@ class LogKeeper:
     def checkpointed(self, checkpoint_lsn: int) -> list[int]:
         """A checkpoint became durable; circular logging drops what nothing needs now."""
         self.checkpoint_lsn = max(self.checkpoint_lsn, checkpoint_lsn)
-        return self.stream.truncate_below(self.floor) if self.stream.circular else []
+        if not self.stream.circular:
+            return []
+        return self.stream.truncate_below(self.floor)
 
     def roll(self) -> int:
         if self.failure is not None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from operator import itemgetter
 
 import msgpack
@@ -127,36 +127,17 @@ def decode_node_body(body: memoryview, is_leaf: bool, pgno: int, path: str) -> t
     return keys, vals
 
 
-class Pager:
-    def __init__(
-        self,
-        file: File,
-        page_size: int,
-        cache_size: int,
-        *,
-        page_count: int,
-        sealed_seq: int,
-    ) -> None:
+class PageReader:
+    """Verified reads of one database file's tree pages: every page read is checked
+    (checksum, its own number, its type) before it is decoded.  The pager reads
+    through it, and so does every read view (read_view.py)."""
+
+    def __init__(self, file: File, page_size: int, page_count: int) -> None:
         self.file = file
         self.path = file.path
         self.page_size = page_size
-        self.capacity = body_capacity(page_size)
-        self.cache_pages = max(64, cache_size // page_size)
-        self.cache: OrderedDict[int, Node] = OrderedDict()
-        self.dirty: dict[int, Node] = {}
-        self.sealed: dict[int, Node] = {}  # sealed for a checkpoint whose pages are in flight
-        self.fresh: set[int] = set()
-        self.free_now: list[int] = []  # heap: lowest page numbers first keep the file compact
-        self.pending: list[tuple[int, int]] = []  # (freed while sealed_seq was, pgno)
-        self.pins: Counter[int] = Counter()
         self.page_count = page_count
-        self.sealed_seq = sealed_seq
-        self.durable_seq = sealed_seq
-        self.freelist_pages: list[int] = []
-        self.current_lsn = 0  # stamped into pages changed by the commit being applied
-        self._write_buffer = self.new_write_buffer()
 
-    # -- raw pages ---------------------------------------------------------
     def read_page(self, pgno: int, *expected_types: int) -> tuple[PageHeader, bytes]:
         """Read and verify a page that the trees reference; any defect is a JetError."""
         if not FIRST_DATA_PAGE <= pgno < self.page_count:
@@ -179,6 +160,68 @@ class Pager:
                 f"{self.path} page {pgno}: a {found} page where a {wanted} page belongs",
             )
         return header, page
+
+    def read_node(self, pgno: int) -> Node:
+        header, page = self.read_page(pgno, PAGE_LEAF, PAGE_BRANCH)
+        is_leaf = header.page_type == PAGE_LEAF
+        keys, vals = decode_node_body(page_body(page), is_leaf, pgno, self.path)
+        return Node(pgno, is_leaf, keys, vals, header.lsn)
+
+    def _overflow_chain(self, ref: list) -> Iterable[tuple[int, memoryview]]:
+        total, pgno = ref
+        seen = 0
+        while seen < total:
+            if pgno == 0:
+                raise JetError(
+                    "JET_errDatabaseCorrupted",
+                    f"{self.path}: overflow chain ends after {seen} of {total} bytes",
+                )
+            next_pgno, data = unpack_overflow(page_body(self.read_page(pgno, PAGE_OVERFLOW)[1]))
+            yield pgno, data
+            seen += len(data)
+            pgno = next_pgno
+
+    def read_overflow(self, ref: list) -> bytes:
+        value = b"".join(bytes(data) for _pgno, data in self._overflow_chain(ref))
+        if len(value) != ref[0]:
+            raise JetError(
+                "JET_errDatabaseCorrupted",
+                f"{self.path}: overflow value is {len(value)} bytes, expected {ref[0]}",
+            )
+        return value
+
+    def overflow_pages(self, ref: list) -> list[int]:
+        return [pgno for pgno, _data in self._overflow_chain(ref)]
+
+
+class Pager(PageReader):
+    def __init__(
+        self,
+        file: File,
+        page_size: int,
+        cache_size: int,
+        *,
+        page_count: int,
+        sealed_seq: int,
+    ) -> None:
+        super().__init__(file, page_size, page_count)
+        self.capacity = body_capacity(page_size)
+        self.cache_pages = max(64, cache_size // page_size)
+        self.cache: OrderedDict[int, Node] = OrderedDict()
+        self.dirty: dict[int, Node] = {}
+        self.sealed: dict[int, Node] = {}  # sealed for a checkpoint whose pages are in flight
+        self.fresh: set[int] = set()
+        self.free_now: list[int] = []  # heap: lowest page numbers first keep the file compact
+        self.pending: list[tuple[int, int]] = []  # (freed while sealed_seq was, pgno)
+        self.pins: Counter[int] = Counter()
+        # The oldest checkpoint a read view in another process still reads, if any
+        # (reader_table_format.py): its pages are not reused either.
+        self.reader_floor: Callable[[], int | None] = lambda: None
+        self.sealed_seq = sealed_seq
+        self.durable_seq = sealed_seq
+        self.freelist_pages: list[int] = []
+        self.current_lsn = 0  # stamped into pages changed by the commit being applied
+        self._write_buffer = self.new_write_buffer()
 
     def write_pages(
         self, pages: Iterable[tuple[int, Node | PageImage]], buffer: bytearray | None = None
@@ -230,6 +273,9 @@ class Pager:
         """
         oldest_slot = self.durable_seq - 1
         horizon = min(oldest_slot, min(self.pins, default=oldest_slot))
+        reader = self.reader_floor()
+        if reader is not None:
+            horizon = min(horizon, reader)
         keep = []
         for freed_at, pgno in self.pending:
             if freed_at < horizon:
@@ -248,11 +294,7 @@ class Pager:
         if node is not None:  # evicted while its checkpoint is still being written
             self.cache[pgno] = node
             return node
-        header, page = self.read_page(pgno, PAGE_LEAF, PAGE_BRANCH)
-        keys, vals = decode_node_body(
-            page_body(page), header.page_type == PAGE_LEAF, pgno, self.path
-        )
-        node = Node(pgno, header.page_type == PAGE_LEAF, keys, vals, header.lsn)
+        node = self.read_node(pgno)
         self.cache[pgno] = node
         return node
 
@@ -312,35 +354,9 @@ class Pager:
         self.write_pages(images)
         return [len(value), pgnos[0]]
 
-    def _overflow_chain(self, ref: list) -> Iterable[tuple[int, memoryview]]:
-        total, pgno = ref
-        seen = 0
-        while seen < total:
-            if pgno == 0:
-                raise JetError(
-                    "JET_errDatabaseCorrupted",
-                    f"{self.path}: overflow chain ends after {seen} of {total} bytes",
-                )
-            next_pgno, data = unpack_overflow(page_body(self.read_page(pgno, PAGE_OVERFLOW)[1]))
-            yield pgno, data
-            seen += len(data)
-            pgno = next_pgno
-
-    def read_overflow(self, ref: list) -> bytes:
-        value = b"".join(bytes(data) for _pgno, data in self._overflow_chain(ref))
-        if len(value) != ref[0]:
-            raise JetError(
-                "JET_errDatabaseCorrupted",
-                f"{self.path}: overflow value is {len(value)} bytes, expected {ref[0]}",
-            )
-        return value
-
     def free_overflow(self, ref: list) -> None:
         for pgno in [pgno for pgno, _data in self._overflow_chain(ref)]:
             self.free_page(pgno)
-
-    def overflow_pages(self, ref: list) -> list[int]:
-        return [pgno for pgno, _data in self._overflow_chain(ref)]
 
     # -- the free list on disk ---------------------------------------------
     def load_freelist(self, root: int) -> None:

@@ -24,6 +24,8 @@ import fcntl
 import json
 import os
 
+from .fileio import io_error
+
 RUN_DIR = "run"
 ENDPOINTS_FILE = "endpoints.json"
 LOCK_FILE = "lock"
@@ -33,12 +35,20 @@ def run_dir(path: str) -> str:
     return os.path.join(path, RUN_DIR)
 
 
+def replace_file(path: str, data: bytes) -> None:
+    """Write ``data`` beside ``path``, then rename it in: a reader sees the old file or
+    the whole new one (never fsynced: these files describe a running instance only)."""
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise io_error(exc, path) from exc
+
+
 def write_endpoints(path: str, published: dict) -> None:
-    run = run_dir(path)
-    tmp = os.path.join(run, ENDPOINTS_FILE + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(published, f)
-    os.replace(tmp, os.path.join(run, ENDPOINTS_FILE))
+    replace_file(os.path.join(run_dir(path), ENDPOINTS_FILE), json.dumps(published).encode())
 
 
 def read_endpoints(path: str) -> dict | None:

@@ -5,20 +5,16 @@ slots, the pager and its copy-on-write trees, the log stream - into
 transactions, checkpoints and crash recovery.  The buffer manager actor hosts
 one ``Storage``; tests drive it directly.
 
-Directory layout (DESIGN.md section 3)::
-
-    DIR/jet.edb                 database pages
-    DIR/logs/jetXXXXXXXX.log    log generations
-
-A commit is validated, checked for write conflicts (transactions.py), appended
-to the log as one logical redo record, applied to the trees, and (unless lazy)
-made durable by an fdatasync of the log before ``commit`` returns.  Opened with
-``ship_redo``, Storage hands its log to the caller after recovery: records go to
-that redo sink (redo_sink.py), whose owner makes them durable.  A checkpoint makes the
-log durable through everything applied (write-ahead rule), writes the dirty
-pages and the free list, fsyncs, then writes the meta slot and fsyncs again.
-Recovery (recovery.py) opens the newest valid meta and replays every redo record at or after
-its checkpoint LSN.
+Files: ``DIR/jet.edb`` (database pages), ``DIR/logs/jetXXXXXXXX.log`` (log
+generations), DESIGN.md section 3.  A commit is validated, checked for write
+conflicts (transactions.py), appended to the log as one logical redo record,
+applied to the trees, and (unless lazy) made durable by an fdatasync of the log
+before ``commit`` returns.  Opened with ``ship_redo``, Storage hands its log to
+the caller after recovery: records go to that redo sink (redo_sink.py), whose
+owner makes them durable.  A checkpoint makes the log durable through everything
+applied (write-ahead rule), writes the dirty pages and the free list, fsyncs,
+then writes the meta slot and fsyncs again.  Recovery (recovery.py) replays every
+redo record from the newest valid meta's checkpoint LSN on.
 """
 
 from __future__ import annotations
@@ -45,6 +41,8 @@ from .meta_format import (
 )
 from .page_format import MAX_PAGE_SIZE, MIN_PAGE_SIZE, PageImage
 from .pager import Node, Pager
+from .published_format import Published
+from .reader_table_format import ReaderTable
 from .recovery import LogPaths, recover_log
 from .redo_sink import RedoSink, Ticket
 from .transactions import Transaction, Transactions
@@ -92,6 +90,7 @@ class Storage:
         env: Env = DEFAULT_ENV,
         restoring: bool = False,
         ship_redo: Callable[[int, int], RedoSink] | None = None,
+        run_dir: str | None = None,
     ) -> Storage:
         """Open (or create) the database in ``path`` and recover it from its log.
 
@@ -100,6 +99,9 @@ class Storage:
         ``ship_redo(end_lsn, generation)``: once recovered, hand the log files over and
         send every new record to the sink it returns (redo_sink.py); durability and
         checkpoints are then the caller's (the buffer manager beside a log writer).
+        ``run_dir``: where the published state and the reader table are (read_view.py):
+        checkpoints are published there, reused pages wait for the readers it lists,
+        and - unless the log is shipped - so is the durable LSN after each sync.
         """
         self = cls()
         self.path = fspath(path)
@@ -122,6 +124,8 @@ class Storage:
         self.transactions = Transactions()
         self.replayed = 0
         self.pins: list[PinnedCheckpoint] = []
+        self.published = Published(run_dir) if run_dir is not None else None
+        self.readers = ReaderTable(run_dir) if run_dir is not None else None
         if not env.exists(self.db_path):
             if not create:
                 raise JetError("JET_errDatabaseNotFound", f"no database at {self.db_path}")
@@ -133,6 +137,8 @@ class Storage:
         except BaseException:
             self.close_files()
             raise
+        if ship_redo is None and self.log is not None:
+            self._publish_durable()
         if ship_redo is not None and self.log is not None:
             end_lsn, generation = self.log.end_lsn, self.log.current_generation
             self.log.close()
@@ -155,6 +161,8 @@ class Storage:
             sealed_seq=meta.seq,
         )
         self.pager.load_freelist(meta.freelist_root)
+        if self.readers is not None:
+            self.pager.reader_floor = lambda: self.readers.oldest_checkpoint(self.pager.durable_seq)
         self.tables: dict[str, int] = {
             key.decode(): int.from_bytes(value, "little")
             for key, value in btree.scan(self.pager, lambda: meta.catalog_root, None, None)
@@ -228,13 +236,23 @@ class Storage:
         self.table_root(check_table_name(table))
         return self._log_and_apply((redo_format.DROP_TABLE, table), False)
 
-    # -- reads --------------------------------------------------------------
-    def get(self, table: str, key: bytes) -> bytes | None:
+    # -- reads: the current trees, or a transaction's snapshot (version_store.py) ----------
+    def get(self, table: str, key: bytes, snapshot: int | None = None) -> bytes | None:
         self.check_usable()
-        return btree.get(self.pager, self.table_root(check_table_name(table)), check_key(key))
+        root = self.table_root(check_table_name(table))
+        current = lambda: btree.get(self.pager, root, check_key(key))  # noqa: E731
+        return (
+            current()
+            if snapshot is None
+            else self.transactions.versions.value_at(table, key, snapshot, current)
+        )
 
     def scan(
-        self, table: str, start: bytes | None = None, end: bytes | None = None
+        self,
+        table: str,
+        start: bytes | None = None,
+        end: bytes | None = None,
+        snapshot: int | None = None,
     ) -> Iterator[tuple[bytes, bytes]]:
         self.check_usable()
         self.table_root(check_table_name(table))
@@ -244,9 +262,13 @@ class Storage:
             self.check_usable()
             return self.table_root(table)
 
-        return btree.scan(self.pager, current_root, start, end)
+        current = btree.scan(self.pager, current_root, start, end)
+        return (
+            current
+            if snapshot is None
+            else self.transactions.versions.scan_at(table, snapshot, current, start, end)
+        )
 
-    # -- writes ---------------------------------------------------------------
     # -- transactions: one registry, for Transaction and the buffer manager's sessions --
     def begin(self) -> Transaction:
         """A transaction of this process (the tests' and the tools' way in)."""
@@ -275,13 +297,17 @@ class Storage:
         begin_seq: int | None,
         *,
         lazy: bool = False,
+        snapshot_lsn: int | None = None,
+        own_records: frozenset[int] = frozenset(),
     ) -> Ticket | None:
         """Apply one transaction's write set atomically; the ticket of its redo record
         (None without a log, or for an empty write set).
 
-        ``begin_seq`` is ``commit_seq`` when the transaction began; a key that
-        another transaction committed after that fails with JET_errWriteConflict.
-        None means the write set was built and committed in one step.
+        The transaction's snapshot - ``snapshot_lsn``, or ``begin_seq`` (the
+        ``commit_seq`` when it began) where there is no log - decides the write
+        conflicts (transactions.py); neither means the write set was built and
+        committed in one step.  With a shipped log, the caller first waits until
+        ``transactions.check_conflicts`` names no record that is not yet durable.
         """
         self.check_usable()
         writes = {
@@ -293,9 +319,19 @@ class Storage:
             return None
         for table in writes:
             self.table_root(check_table_name(table))
-        self.transactions.check_conflicts(writes, begin_seq)
+        pending = self.transactions.check_conflicts(writes, begin_seq, snapshot_lsn, own_records)
+        if pending is not None:
+            raise JetError(
+                "JET_errInternalError", f"commit checked before record {pending} was durable"
+            )
+        before = None
+        if self.transactions.active:  # registered transactions' snapshots may need them
+            self.transactions.versions.check_room(writes)
+            before = {(t, k): self.get(t, k) for t, kv in writes.items() for k in kv}
         ticket = self._log_and_apply(redo_format.commit_record(writes), lazy)
-        self.transactions.committed(writes)
+        self.transactions.committed(writes, ticket.number if ticket else None, before)
+        if ticket is not None and not self.shipping:
+            self.transactions.durable(ticket.number, self.log.end_lsn)
         return ticket
 
     def _log_and_apply(self, record: redo_format.Record, lazy: bool) -> Ticket | None:
@@ -304,6 +340,7 @@ class Storage:
             self._apply(record, ticket.lsn if ticket else 0, "commit")
             if ticket and not lazy and not self.shipping:
                 self.log.sync()
+                self._publish_durable()
             if self.auto_checkpoint and self.checkpoint_due():
                 self.checkpoint()
             self.pager.evict()
@@ -380,6 +417,7 @@ class Storage:
         try:
             if self.log:
                 self.log.sync()  # write-ahead: the log covers everything in the pages
+                self._publish_durable()
             images, meta = self.seal_checkpoint(state, self.log.end_lsn if self.log else 0)
             self.write_checkpoint_pages(images)
             self.write_meta(meta)
@@ -450,7 +488,14 @@ class Storage:
 
     def finish_checkpoint(self, meta: Meta) -> None:
         self.meta = self.durable_meta = meta
+        if self.published is not None:
+            # Before the pages it freed are released: the pin protocol (read_view.py).
+            self.published.publish_checkpoint(meta.seq, meta.checkpoint_lsn)
         self.pager.finish(meta.seq)
+
+    def _publish_durable(self) -> None:
+        if self.published is not None:
+            self.published.publish_durable(self.log.durable_lsn, self.log.appended, 0)
 
     def log_floor(self) -> int:
         """Oldest generation recovery or a pinned checkpoint still needs."""
@@ -514,6 +559,9 @@ class Storage:
     def close_files(self) -> None:
         if getattr(self, "log", None) is not None:
             self.log.close()
+        for shared in (getattr(self, "published", None), getattr(self, "readers", None)):
+            if shared is not None:
+                shared.close()
         if getattr(self, "file", None) is not None:
             self.file.close()
 
@@ -541,6 +589,7 @@ class Storage:
             "tables": len(self.tables),
             "commits": self.commit_seq,
             "replayed": self.replayed,
+            **(self.readers.status() if self.readers else {}),
         }
 
 

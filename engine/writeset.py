@@ -8,7 +8,7 @@ them (read-your-writes), and commit ships the final write set in one piece.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from .errors import JetError
 
@@ -155,3 +155,38 @@ class WriteSet:
         for key, value in heapq.merge(committed_rest, own, key=lambda entry: entry[0]):
             if value is not _DELETED:
                 yield key, value
+
+
+def overlay_changes(
+    base: Iterable[tuple[bytes, bytes]],
+    changed: list[bytes],
+    change_of: Callable[[bytes], tuple[int, bytes | None] | None],
+) -> Iterator[tuple[bytes, bytes]]:
+    """A scan of ``base`` with later changes laid over it, in key order.
+
+    ``changed``: the sorted keys that may have changed in the scan's range;
+    ``change_of(key)``: (anything, its value or None for deleted) if it changed in
+    the view being read, else None - the base's entry stands (a read view's overlay,
+    the version store).
+    """
+    index = 0
+    for key, value in base:
+        while index < len(changed) and changed[index] < key:
+            yield from _changed_entry(changed[index], change_of)
+            index += 1
+        if index < len(changed) and changed[index] == key:
+            index += 1
+            change = change_of(key)
+            if change is not None:
+                if change[1] is not None:
+                    yield key, change[1]
+                continue
+        yield key, value
+    for key in changed[index:]:
+        yield from _changed_entry(key, change_of)
+
+
+def _changed_entry(key: bytes, change_of) -> Iterator[tuple[bytes, bytes]]:
+    change = change_of(key)
+    if change is not None and change[1] is not None:
+        yield key, change[1]

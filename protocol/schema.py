@@ -31,9 +31,11 @@ BUFFER_MANAGER: dict[str, dict[str, tuple]] = {
     **_common,
     "begin": {},
     "end": {"txn": (int,)},
-    "get": {"table": (str,), "key": (bytes,)},
+    # txn: read at that registered transaction's snapshot (an instance without a log)
+    "get": {"table": (str,), "key": (bytes,), "txn": (int, OPTIONAL)},
     "scan": {
         "table": (str,),
+        "txn": (int, OPTIONAL),
         "start": (bytes, OPTIONAL),
         "after": (bytes, OPTIONAL),  # resume a chunked scan past the last key seen
         "end": (bytes, OPTIONAL),
@@ -41,7 +43,9 @@ BUFFER_MANAGER: dict[str, dict[str, tuple]] = {
     },
     "commit": {
         "writes": (dict,),
-        "begin_seq": (int, OPTIONAL),
+        "snapshot_lsn": (int, OPTIONAL),  # read views: the snapshot the transaction read
+        "own_records": (list, OPTIONAL),  # its session's lazy commits it saw, not yet durable
+        "begin_seq": (int, OPTIONAL),  # no log: the snapshot, from "begin"
         "txn": (int, OPTIONAL),
         "lazy": (bool, OPTIONAL),
     },
@@ -180,7 +184,7 @@ BUFFER_MANAGER_REPLIES: dict[str, Any] = {
     "end": NOTHING,
     "get": (bytes, OPTIONAL),
     "scan": {"items": (list,), "more": (bool,)},
-    "commit": LSN,
+    "commit": {"lsn": (int,), "record": (int,)},  # record: the redo record's number
     "create_table": LSN,
     "drop_table": LSN,
     "list_tables": (list,),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from jetstore.tools import bench_backup, bench_commit, bench_storage
+from jetstore.tools import bench_backup, bench_commit, bench_reads, bench_storage
 
 
 def run(main, tmp_path, *args: str) -> dict:
@@ -40,3 +40,14 @@ def test_bench_backup(tmp_path):
     for case in ("saturating_load", "cpu_neighbours"):
         assert results[case]["backups"] >= 1 and results[case]["backup_ratio_to_idle"] > 0
         assert results[case]["foreground_ratio"] > 0
+
+
+def test_bench_reads(tmp_path):
+    results = run(
+        bench_reads.main,
+        tmp_path,
+        *("--keys", "2000", "--seconds", "0.3", "--processes", "2", "--hold-seconds", "0.5"),
+    )
+    for figure in ("gets_1", "gets_2", "scan"):
+        assert results[f"{figure}_jetstore"] > 0 and results[f"{figure}_sqlite"] > 0
+    assert results["commits_only"] > 0 and results["growth_held"]["commits"] > 0

@@ -114,6 +114,44 @@ while True:
 """
 
 
+# A reader: transactions that scan the table and report, per snapshot, how many of
+# each client's transactions they saw - a prefix, since a client commits in order.
+READER = """
+import sys
+from collections import Counter
+from jetstore.engine import JetError, connect
+path = sys.argv[1]
+try:
+    session = connect(path).session()
+except JetError as exc:
+    print("error", exc.name, flush=True)
+    sys.exit(0)
+while True:
+    try:
+        session.begin()
+        rows = dict(session.scan("t"))
+        again = {k: session.get("t", k) for k in list(rows)[:50]}
+        snapshot = session.snapshot_lsn
+        session.rollback()
+    except JetError as exc:
+        print("error", exc.name, flush=True)
+        break
+    seen = {}
+    for key in rows:
+        if key.startswith(b"c"):
+            name, i, _n = key.split(b"-")
+            seen.setdefault(name.decode(), Counter())[int(i)] += 1
+    problems = [f"{k!r} read again as {v!r}" for k, v in again.items() if rows[k] != v]
+    for name, counts in seen.items():
+        if sorted(counts) != list(range(len(counts))):
+            problems.append(f"{name}: transactions seen are not a prefix")
+        problems += [f"{name}/{i}: {c} of 4 keys" for i, c in counts.items() if c != 4]
+    print("snapshot", snapshot, *(f"{n}:{len(c)}" for n, c in sorted(seen.items())), flush=True)
+    for problem in problems[:5]:
+        print("anomaly", problem.replace(" ", "_"), flush=True)
+"""
+
+
 def transaction_keys(name: str, i: int) -> list[bytes]:
     return [b"%s-%06d-%d" % (name.encode(), i, n) for n in range(4)]
 
@@ -147,6 +185,7 @@ class Trial:
         self.recorded_full: str | None = None  # the meta's last full backup, after reopening
         self.counts: Counter = Counter()
         self.neighbour: Instance | None = None  # a second instance, for shared destinations
+        self.snapshots_read: list[list[str]] = []  # the readers' reports
         self.shared_races = 0
 
     # -- the run ------------------------------------------------------------------
@@ -164,7 +203,7 @@ class Trial:
             return  # the checks still run: the next open must recover a consistent instance
         finally:
             os.environ.pop(FAULTS_VARIABLE, None)
-        processes = []
+        processes, readers = [], []
         neighbours = self.rng.choice([0, 0, 1, 3]) * (os.cpu_count() or 1)
         if neighbours:
             self.counts[f"trials beside {neighbours} CPU-bound neighbours"] += 1
@@ -185,10 +224,22 @@ class Trial:
                 )
                 for n in range(self.clients)
             ]
+            readers = [
+                subprocess.Popen(
+                    [sys.executable, "-c", READER, self.instance_dir],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                for _ in range(2)
+            ]
+            kill_reader_at = time.monotonic() + self.rng.uniform(0.3, 3.0)
             kill_at = time.monotonic() + self.rng.uniform(0.3, 2.0)
             deadline = time.monotonic() + 4.0
             killed = plan is not None
             while time.monotonic() < deadline and inst._health() is None:
+                if readers[0].returncode is None and time.monotonic() >= kill_reader_at:
+                    readers[0].kill()  # a reader dies holding a snapshot, or between two
+                    readers[0].wait()
                 if not killed and time.monotonic() >= kill_at:
                     victim = self.rng.choice(ACTORS)
                     os.kill(inst.status()["actors"][victim]["pid"], signal.SIGKILL)
@@ -216,6 +267,13 @@ class Trial:
                     self.intents[(f"c{n}", int(parts[1]))] = True
                 elif len(parts) == 3 and parts[0] == "acked":
                     self.acked[(f"c{n}", int(parts[1]))] = int(parts[2])
+        for reader in readers:
+            try:
+                out, _ = reader.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                reader.kill()
+                out, _ = reader.communicate()
+            self.snapshots_read += [line.split() for line in out.splitlines()]
         if plan is not None:
             self.counts["faults planned"] += 1
 
@@ -342,6 +400,7 @@ class Trial:
             recorded = inst._control_call(to_buffer_manager.backup_info())["last_full"]
         self.recorded_full = recorded["backup_id"].hex() if recorded else None
         self.check_contents(stored, None, "the reopened instance")
+        self.check_snapshots()
         try:
             for _record in LogReader(DEFAULT_ENV, os.path.join(self.instance_dir, LOG_DIR)).records(
                 0
@@ -375,6 +434,32 @@ class Trial:
                 not b["ok"] and b["dest"] == record["dest"] for b in self.backups[index + 1 :]
             )
             self.check_backup(record, exact=not later_attempt)
+
+    def check_snapshots(self) -> None:
+        """Each reader's snapshot held exactly the acknowledged commits at or below its
+        LSN, whole, and read the same twice (DESIGN.md invariant 6)."""
+        for report in self.snapshots_read:
+            if report[0] == "anomaly":
+                self.violations.append(f"a reader saw {report[1].replace('_', ' ')}")
+            if report[0] != "snapshot":
+                continue
+            self.counts["reader snapshots checked"] += 1
+            snapshot = int(report[1])
+            seen = {name: int(count) for name, count in (p.split(":") for p in report[2:])}
+            for name in {name for name, _i in self.acked}:
+                count = seen.get(name, 0)
+                last_seen = self.acked.get((name, count - 1))
+                if count and last_seen is not None and last_seen > snapshot:
+                    self.violations.append(
+                        f"snapshot {snapshot:#x} saw {name}/{count - 1}, committed at "
+                        f"{last_seen:#x}, after it"
+                    )
+                first_unseen = self.acked.get((name, count))
+                if first_unseen is not None and first_unseen <= snapshot:
+                    self.violations.append(
+                        f"snapshot {snapshot:#x} missed {name}/{count}, acknowledged at "
+                        f"{first_unseen:#x}"
+                    )
 
     def check_contents(
         self, stored: dict, roll_lsn: int | None, where: str, after_roll_allowed: bool = False
