@@ -41,7 +41,9 @@ class Transactions:
         # Snapshots by LSN: (table, key) -> the record that last wrote it; record -> end LSN.
         self.written_by: dict[tuple[str, bytes], int] = {}
         self.ends: dict[int, int | None] = {}  # of the records in history; None: not durable
-        self.history: deque[tuple[int, list]] = deque()  # (record, its keys), oldest first
+        # (record, its keys), oldest first; tuples of atomic values, which the garbage
+        # collector stops tracking: a long history costs it nothing
+        self.history: deque[tuple[int, tuple]] = deque()
         self.max_tracked_keys = max_tracked_keys
         self.forgotten_lsn = 0  # conflicts with records ending at or before it are forgotten
         self.versions = VersionStore()  # the registered transactions' snapshots
@@ -118,7 +120,7 @@ class Transactions:
         else:
             self.last_write.clear()  # no open transaction can conflict with the past
         if record is not None:
-            keys = [(table, key) for table, kv in writes.items() for key in kv]
+            keys = tuple((table, key) for table, kv in writes.items() for key in kv)
             for key in keys:
                 self.written_by[key] = record
             self.history.append((record, keys))
