@@ -239,10 +239,17 @@ def test_the_checker_finds_a_read_of_a_commit_after_the_snapshot():
     committed = {"snapshot": 0, "ops": [["put", "6b", "a"]], "lsn": 100}
     later = {"snapshot": 100, "ops": [["put", "6b", "b"]], "lsn": 200}
     skewed = {"snapshot": 150, "ops": [["get", "6b", "b"], ["scan", "00", "ff", []]], "lsn": None}
-    aborted = {"snapshot": 100, "ops": [["put", "6c", "x"]], "lsn": None, "conflict": True}
+    aborted = {
+        "snapshot": 100,
+        "ops": [["put", "6b", "z"], ["put", "6c", "x"]],
+        "lsn": None,
+        "conflict": True,  # rightly: "later" wrote 6b after its snapshot
+    }
     dirty = {"snapshot": 300, "ops": [["get", "6c", "x"]], "lsn": None}
-    violations = isolation_check.check([committed, later, skewed, aborted, dirty])
-    assert len(violations) == 3, violations
+    needless = {"snapshot": 200, "ops": [["put", "6b", "y"]], "lsn": None, "conflict": True}
+    violations = isolation_check.check([committed, later, skewed, aborted, dirty, needless])
+    assert len(violations) == 4, violations
+    assert "transaction 5" in violations[3] and "no commit after its snapshot" in violations[3]
     assert "expected 'a'" in violations[0] and "expected [['6b', 'a']]" in violations[1]
     assert "expected None" in violations[2]
 

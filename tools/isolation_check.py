@@ -95,7 +95,19 @@ def check(entries: list[dict]) -> list[str]:
     """Every way a transaction's reads differ from its snapshot and own writes."""
     oracle = Oracle(entries)
     violations = []
+    written_at: dict[str, list[int]] = {}  # key -> the LSNs of the commits that wrote it
+    for entry in entries:
+        for op in entry["ops"] if entry["lsn"] else ():
+            if op[0] == "put":
+                written_at.setdefault(op[1], []).append(entry["lsn"])
     for number, entry in enumerate(entries):
+        if entry.get("conflict"):
+            keys = {op[1] for op in entry["ops"] if op[0] == "put"}
+            if not any(lsn > entry["snapshot"] for k in keys for lsn in written_at.get(k, ())):
+                violations.append(
+                    f"transaction {number} (snapshot {entry['snapshot']:#x}) failed with a "
+                    "write conflict, yet no commit after its snapshot wrote any of its keys"
+                )
         seen = dict(oracle.at(entry["snapshot"]))
         for op in entry["ops"]:
             if op[0] == "put":
