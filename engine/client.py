@@ -280,6 +280,11 @@ class Session:
             self.commit()
 
     def close(self) -> None:
+        """JetEndSession: an open transaction is rolled back (its snapshot let go)."""
+        if self._snapshot is not None:
+            self._snapshot.close()
+            self._snapshot = None
+        self._writes = None
         if self._channel is not None:
             self._channel.close()
             self._channel = None

@@ -333,3 +333,12 @@ def test_a_restored_instance_reads_snapshots_too(inst, tmp_path):
         assert dict(reader.scan("t")) == {b"k%02d" % i: b"backed up" for i in range(20)}
         reader.rollback()
         assert reader.get("t", b"k00") == b"after the restore"
+
+
+def test_closing_a_session_lets_its_transactions_snapshot_go(inst):
+    session = inst.session()
+    session.begin()
+    session.get("t", b"k")
+    assert inst.status()["buffer_manager"]["open_snapshots"] == 1
+    session.close()
+    assert inst.status()["buffer_manager"]["open_snapshots"] == 0
