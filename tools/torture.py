@@ -439,13 +439,17 @@ class Trial:
         """Each reader's snapshot held exactly the acknowledged commits at or below its
         LSN, whole, and read the same twice (DESIGN.md invariant 6)."""
         for report in self.snapshots_read:
-            if report[0] == "anomaly":
+            if report[:1] == ["anomaly"] and len(report) == 2:
                 self.violations.append(f"a reader saw {report[1].replace('_', ' ')}")
-            if report[0] != "snapshot":
+            if report[:1] != ["snapshot"]:
+                continue
+            try:
+                snapshot = int(report[1])
+                seen = {name: int(count) for name, count in (p.split(":") for p in report[2:])}
+            except (IndexError, ValueError):
+                self.counts["reader reports cut short by a kill"] += 1  # its last line
                 continue
             self.counts["reader snapshots checked"] += 1
-            snapshot = int(report[1])
-            seen = {name: int(count) for name, count in (p.split(":") for p in report[2:])}
             for name in {name for name, _i in self.acked}:
                 count = seen.get(name, 0)
                 last_seen = self.acked.get((name, count - 1))
