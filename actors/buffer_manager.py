@@ -30,6 +30,7 @@ from jetstore.engine.published_format import STOPPED
 from jetstore.engine.redo_sink import Ticket
 from jetstore.engine.run_dir_format import RUN_DIR
 from jetstore.engine.storage import Storage
+from jetstore.engine.transactions import PendingConflict
 from jetstore.engine.writeset import (
     entry_size,
     write_set_size,
@@ -222,19 +223,9 @@ class BufferManager:
                 "JET_errInvalidParameter", "commit: writes must map table -> {key: value}"
             )
         txn = body.get("txn")
-        snapshot_lsn = body.get("snapshot_lsn")
         own_records = body.get("own_records") or ()
         if not all(type(record) is int for record in own_records):
             raise JetError("JET_errInvalidParameter", "commit: own_records must be ints")
-        own_records = frozenset(own_records)
-        pending = self.storage.transactions.check_conflicts(
-            writes, body.get("begin_seq"), snapshot_lsn, own_records
-        )
-        if pending is not None:
-            # A record that last wrote one of these keys is in flight: whether it is in
-            # the snapshot depends on its end LSN, which the log writer is about to report.
-            self.parked.setdefault(pending, []).append((body, request))
-            return DEFERRED
         try:
             self._make_room_in_batch(writes)
             return self.logged(
@@ -243,9 +234,15 @@ class BufferManager:
                 writes,
                 body.get("begin_seq"),
                 lazy=bool(body.get("lazy")),
-                snapshot_lsn=snapshot_lsn,
-                own_records=own_records,
+                snapshot_lsn=body.get("snapshot_lsn"),
+                own_records=frozenset(own_records),
             )
+        except PendingConflict as pending:
+            # A record that last wrote one of these keys is in flight: whether it is in
+            # the snapshot depends on its end LSN, which the log writer is about to report.
+            self.parked.setdefault(pending.record, []).append((body, request))
+            txn = None  # (a registered transaction stays open for the retry)
+            return DEFERRED
         finally:
             self._end_txn(txn)
 

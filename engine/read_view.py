@@ -162,23 +162,11 @@ class Overlay:
 
     def table_change(self, table: str, after: int, upto: int) -> tuple[int, bool] | None:
         """The table's last create or drop in (after, upto]: (its LSN, created)."""
-        changes = self.catalog.get(table)
-        if changes is None:
-            return None
-        index = bisect.bisect_right(changes[0], upto) - 1
-        if index < 0 or changes[0][index] <= after:
-            return None
-        return changes[0][index], changes[1][index]
+        return _newest_between(self.catalog.get(table), after, upto)
 
     def version(self, table: str, key: bytes, after: int, upto: int) -> tuple[int, object] | None:
         """The key's newest version in (after, upto]: (its LSN, value or None)."""
-        versions = self.versions.get((table, key))
-        if versions is None:
-            return None
-        index = bisect.bisect_right(versions[0], upto) - 1
-        if index < 0 or versions[0][index] <= after:
-            return None
-        return versions[0][index], versions[1][index]
+        return _newest_between(self.versions.get((table, key)), after, upto)
 
     def keys_in(self, table: str, start: bytes | None, end: bytes | None) -> list[bytes]:
         keys = self.keys.get(table, ())
@@ -207,6 +195,16 @@ class Overlay:
                 trimmed.catalog[table] = (lsns[index:], created[index:])
                 trimmed.bytes += VERSION_OVERHEAD * (len(lsns) - index)
         return trimmed
+
+
+def _newest_between(history: tuple[list[int], list] | None, after: int, upto: int):
+    """(LSN, what) of the last entry of ``history`` (LSNs ascending) in (after, upto]."""
+    if history is None:
+        return None
+    index = bisect.bisect_right(history[0], upto) - 1
+    if index < 0 or history[0][index] <= after:
+        return None
+    return history[0][index], history[1][index]
 
 
 class Snapshot:

@@ -306,8 +306,8 @@ class Storage:
         The transaction's snapshot - ``snapshot_lsn``, or ``begin_seq`` (the
         ``commit_seq`` when it began) where there is no log - decides the write
         conflicts (transactions.py); neither means the write set was built and
-        committed in one step.  With a shipped log, the caller first waits until
-        ``transactions.check_conflicts`` names no record that is not yet durable.
+        committed in one step.  PendingConflict (a shipped log only): the check needs a
+        record's end LSN that the log writer has not reported yet; nothing was done.
         """
         self.check_usable()
         writes = {
@@ -319,11 +319,7 @@ class Storage:
             return None
         for table in writes:
             self.table_root(check_table_name(table))
-        pending = self.transactions.check_conflicts(writes, begin_seq, snapshot_lsn, own_records)
-        if pending is not None:
-            raise JetError(
-                "JET_errInternalError", f"commit checked before record {pending} was durable"
-            )
+        self.transactions.check_conflicts(writes, begin_seq, snapshot_lsn, own_records)
         before = None
         if self.transactions.active:  # registered transactions' snapshots may need them
             self.transactions.versions.check_room(writes)

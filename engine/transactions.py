@@ -31,6 +31,14 @@ if TYPE_CHECKING:
 DEFAULT_MAX_TRACKED_KEYS = 200_000
 
 
+class PendingConflict(Exception):
+    """The conflict check needs the end LSN of ``record``, which is not durable yet."""
+
+    def __init__(self, record: int) -> None:
+        super().__init__(f"record {record} is not durable yet")
+        self.record = record
+
+
 class Transactions:
     def __init__(self, max_tracked_keys: int = DEFAULT_MAX_TRACKED_KEYS) -> None:
         self.commit_seq = 0  # commits so far
@@ -74,13 +82,14 @@ class Transactions:
         begin_seq: int | None = None,
         snapshot_lsn: int | None = None,
         own_records: frozenset[int] = frozenset(),
-    ) -> int | None:
+    ) -> None:
         """JET_errWriteConflict if a key was committed after the snapshot (neither given:
         the write set was built and committed in one step, nothing to conflict with).
 
-        Returns a record that last wrote one of the keys and is not yet known durable:
-        ask again once it is.  ``own_records``: the caller's own commits that its reads
-        already saw (its lazy ones, not yet durable) - no conflict with those.
+        PendingConflict names a record that last wrote one of the keys and is not yet
+        known durable: ask again once it is.  ``own_records``: the caller's own commits
+        that its reads already saw (its lazy ones, not yet durable) - no conflict with
+        those.
         """
         if snapshot_lsn is not None:
             if snapshot_lsn < self.forgotten_lsn:
@@ -97,7 +106,7 @@ class Transactions:
                         continue
                     end = self.ends.get(record)
                     if end is None:
-                        return record
+                        raise PendingConflict(record)
                     if end > snapshot_lsn:
                         raise _conflict(table, key)
         elif begin_seq is not None:
@@ -105,7 +114,6 @@ class Transactions:
                 for key in kv:
                     if self.last_write.get((table, key), 0) > begin_seq:
                         raise _conflict(table, key)
-        return None
 
     def committed(self, writes: dict[str, dict], record: int | None, before=None) -> None:
         """A write set is applied; ``record``: the number of its redo record, if logged;
