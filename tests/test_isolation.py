@@ -342,3 +342,21 @@ def test_closing_a_session_lets_its_transactions_snapshot_go(inst):
     assert inst.status()["buffer_manager"]["open_snapshots"] == 1
     session.close()
     assert inst.status()["buffer_manager"]["open_snapshots"] == 0
+
+
+def test_a_conflict_with_a_record_still_in_flight_is_refused(inst):
+    """The second commit reaches the buffer manager while the first one's record may
+    still be on its way to the log: it waits for that record's LSN (parked), and is
+    refused - whichever way the race goes, never let through."""
+    first, second = inst.session(), inst.session()
+    for round_ in range(20):
+        second.begin()
+        second.get("t", b"k")
+        first.begin()
+        first.put("t", b"k", b"first %d" % round_)
+        first.commit(lazy=True)  # answered before its record is durable
+        second.put("t", b"k", b"second")
+        with pytest.raises(JetError) as e:
+            second.commit()
+        assert e.value.err == -1102
+    assert first.get("t", b"k") == b"first 19"
