@@ -19,6 +19,13 @@ the pages that checkpoint freed, and the two newest checkpoints are protected
 whatever the slots say, so a base within one of the published checkpoint is
 safe from the moment the slot is written; an older one is re-based.
 
+What the slot does not cover: a read outside a transaction is protected by the
+slot's recent touch (``IDLE_GRACE_NS``), and a held snapshot past its bound only
+by the one extra checkpoint the buffer manager waits; a thread stalled for that
+long between its check and its ``pread`` could read a page reused meanwhile,
+which would pass its checksum.  Both windows are seconds or checkpoints wide,
+around a single page read.
+
 A view catches up when a read starts, so a process that only writes pays
 nothing.  ``max_overlay_bytes`` bounds its memory and ``max_snapshot_checkpoints``
 how many checkpoints a snapshot may fall behind (each one it holds keeps the
