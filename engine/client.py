@@ -31,7 +31,7 @@ from jetstore.protocol.channel import Channel
 from jetstore.protocol.schema import Request, to_buffer_manager
 
 from .errors import JetError
-from .read_view import Snapshot
+from .read_view import ReadView, Snapshot
 from .writeset import WriteSet, check_key, check_range, check_table_name, check_value
 
 MAX_WRITE_SET = codec.MAX_FRAME - codec.FRAME_HEADROOM
@@ -85,6 +85,13 @@ class Session:
             self._channel = self._owner._channel()
         return self._channel.call(request)
 
+    def _view(self) -> ReadView | None:
+        """The process's read view, the instance checked usable; None without a log."""
+        view = self._owner._read_view()
+        if view is not None:
+            self._owner._check_usable()
+        return view
+
     # -- tables ----------------------------------------------------------------
     def create_table(self, table: str) -> None:
         with self._entered:
@@ -96,10 +103,9 @@ class Session:
 
     def list_tables(self) -> list[str]:
         with self._entered:
-            view = self._owner._read_view()
+            view = self._view()
             if view is None:
                 return self._call(to_buffer_manager.list_tables())
-            self._owner._check_usable()
             return (self._snapshot or view.snapshot()).list_tables()
 
     # -- reads -----------------------------------------------------------------
@@ -110,11 +116,10 @@ class Session:
                 written, value = self._writes.lookup(table, key)
                 if written:
                     return value
-            view = self._owner._read_view()
+            view = self._view()
             if view is None:
                 txn = self._txn if self._writes is not None else None
                 return self._call(to_buffer_manager.get(table=table, key=key, txn=txn))
-            self._owner._check_usable()
             snapshot = self._snapshot or view.snapshot()
             if self._lazy:
                 written, value = self._unlogged_writes(snapshot).lookup(table, key)
@@ -136,20 +141,18 @@ class Session:
         the scan runs."""
         table = check_table_name(table)
         start, end = check_range(start, end)
-        view = self._owner._read_view()
-        if view is None:
+        if self._owner._read_view() is None:
             committed = self._scan_chunks(table, start, end)
         else:
-            committed = self._scan_view(view, table, start, end)
+            committed = self._scan_view(table, start, end)
         if self._writes is None:
             return committed
         return self._writes.overlay_scan(table, committed, start, end)
 
-    def _scan_view(self, view, table: str, start: bytes | None, end: bytes | None):
+    def _scan_view(self, table: str, start: bytes | None, end: bytes | None):
         """A scan outside a transaction holds its own snapshot from its first item on."""
         with self._entered:
-            self._owner._check_usable()
-            snapshot = self._snapshot or view.snapshot(hold=True)
+            snapshot = self._snapshot or self._view().snapshot(hold=True)
         try:
             rows = snapshot.scan(table, start, end)
             if self._lazy:
@@ -219,12 +222,11 @@ class Session:
         with self._entered:
             if self._writes is not None:
                 raise JetError("JET_errTransTooDeep", "a transaction is already open")
-            view = self._owner._read_view()
+            view = self._view()
             if view is None:
                 started = self._call(to_buffer_manager.begin())
                 self._txn, self._begin_seq = started["txn"], started["begin_seq"]
             else:
-                self._owner._check_usable()
                 self._snapshot = view.snapshot(hold=True)
             self._writes = WriteSet(limit=MAX_WRITE_SET)
 

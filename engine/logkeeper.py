@@ -16,7 +16,6 @@ returns, so before the buffer manager can acknowledge any commit of the batch.
 
 from __future__ import annotations
 
-import secrets
 from collections import Counter
 
 from .errors import JetError
@@ -44,12 +43,11 @@ class LogKeeper:
         self.pins: Counter[int] = Counter()
         self.failure: JetError | None = None
         self.published = published
-        self.run = secrets.randbits(63)  # tells this run's record count from another's
         self._publish()
 
     def _publish(self) -> None:
         if self.published is not None:
-            self.published.publish_durable(self.stream.durable_lsn, self.stream.appended, self.run)
+            self.published.publish_durable(self.stream.durable_lsn, self.stream.appended)
 
     def append_batches(self, batches: list[list[bytes]]) -> list[list[int]]:
         """Append every record of every batch, then one fdatasync for all of them.

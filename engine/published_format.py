@@ -11,12 +11,11 @@ fsynced - it describes the running instance only.  All integers little-endian.
     12       4    (zero)
     --- written by the log writer, after each fdatasync and before the buffer
         manager hears of it (so before any commit in that batch is acknowledged)
-    16       8    log_seq             u64, seqlock: odd while the three below change
+    16       8    log_seq             u64, seqlock: odd while the two below change
     24       8    durable_lsn         u64, everything before it is durable in the log
     32       8    durable_records     u64, redo records made durable since the log
                                       writer started (the buffer manager's ticket numbers)
-    40       8    log_run             u64, random per log writer start: a count from
-                                      another run means nothing
+    40       8    (zero)
     --- written by the buffer manager when a checkpoint is durable, before it reuses
         any page that checkpoint freed (read_view.py: the pin protocol)
     48       8    checkpoint_seq_lock u64, seqlock: odd while the two below change
@@ -47,7 +46,7 @@ MAGIC = b"JETPUB\r\n"
 FORMAT_VERSION = 1
 FILE_SIZE = 4096
 HEADER = struct.Struct("<8sII")
-LOG_HALF = struct.Struct("<QQQQ")  # log_seq, durable_lsn, durable_records, log_run
+LOG_HALF = struct.Struct("<QQQ8x")  # log_seq, durable_lsn, durable_records
 CHECKPOINT_HALF = struct.Struct("<QQQ")  # checkpoint_seq_lock, checkpoint_seq, checkpoint_lsn
 LOG_OFFSET = 16
 CHECKPOINT_OFFSET = 48
@@ -62,7 +61,6 @@ WORDS = struct.Struct("<8Q")  # offsets 16 to 80, for version()
 class Durable(NamedTuple):
     lsn: int
     records: int
-    log_run: int
 
 
 class Checkpoint(NamedTuple):
@@ -101,10 +99,10 @@ class Published:
                 f"{self.path}: not a published-state file of version {FORMAT_VERSION}",
             )
 
-    def publish_durable(self, lsn: int, records: int, log_run: int) -> None:
+    def publish_durable(self, lsn: int, records: int) -> None:
         seq = LOG_HALF.unpack_from(self.map, LOG_OFFSET)[0]
         self.map[LOG_OFFSET : LOG_OFFSET + 8] = (seq + 1).to_bytes(8, "little")
-        LOG_HALF.pack_into(self.map, LOG_OFFSET, seq + 1, lsn, records, log_run)
+        LOG_HALF.pack_into(self.map, LOG_OFFSET, seq + 1, lsn, records)
         self.map[LOG_OFFSET : LOG_OFFSET + 8] = (seq + 2).to_bytes(8, "little")
 
     def publish_checkpoint(self, seq: int, lsn: int) -> None:
@@ -126,9 +124,9 @@ class Published:
 
     def durable(self) -> Durable:
         while True:
-            seq, lsn, records, log_run = LOG_HALF.unpack_from(self.map, LOG_OFFSET)
+            seq, lsn, records = LOG_HALF.unpack_from(self.map, LOG_OFFSET)
             if not seq & 1 and LOG_HALF.unpack_from(self.map, LOG_OFFSET)[0] == seq:
-                return Durable(lsn, records, log_run)
+                return Durable(lsn, records)
 
     def checkpoint(self) -> Checkpoint:
         while True:

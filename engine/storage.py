@@ -491,7 +491,7 @@ class Storage:
 
     def _publish_durable(self) -> None:
         if self.published is not None:
-            self.published.publish_durable(self.log.durable_lsn, self.log.appended, 0)
+            self.published.publish_durable(self.log.durable_lsn, self.log.appended)
 
     def log_floor(self) -> int:
         """Oldest generation recovery or a pinned checkpoint still needs."""

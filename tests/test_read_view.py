@@ -55,6 +55,12 @@ class Oracle:
         return {k: v for k, v in sorted(state.items()) if v is not None}
 
 
+def fill(storage: Storage, keys: int, value: bytes) -> None:
+    """One durable commit per key: k0000 .. k{keys - 1}."""
+    for i in range(keys):
+        storage.commit({"t": {b"k%04d" % i: value}}, None)
+
+
 def read_all(snapshot) -> dict[bytes, bytes]:
     return dict(snapshot.scan("t", None, None))
 
@@ -101,13 +107,11 @@ def test_old_snapshots_read_through_checkpoints_and_page_rewrites(tmp_path):
 
 def test_pages_an_old_snapshot_reads_are_reused_only_after_it_closes(tmp_path):
     storage, view = open_pair(tmp_path)
-    for i in range(200):
-        storage.commit({"t": {b"k%04d" % i: b"v" * 100}}, None)
+    fill(storage, 200, b"v" * 100)
     storage.checkpoint()
     old = view.snapshot(hold=True)
     for _ in range(4):
-        for i in range(200):
-            storage.commit({"t": {b"k%04d" % i: b"w" * 100}}, None)
+        fill(storage, 200, b"w" * 100)
         storage.checkpoint()
     held_back = len(storage.pager.pending)
     assert held_back > 0 and not storage.pager.free_now
@@ -278,13 +282,11 @@ def test_a_view_whose_next_generation_was_truncated_starts_from_the_newest_check
 
 def test_a_snapshot_past_its_bound_no_longer_holds_pages_back(tmp_path):
     storage, view = open_pair(tmp_path, max_snapshot_checkpoints=2)
-    for i in range(200):
-        storage.commit({"t": {b"k%04d" % i: b"v" * 100}}, None)
+    fill(storage, 200, b"v" * 100)
     storage.checkpoint()
     old = view.snapshot(hold=True)  # held, and never read again: the process went quiet
     for _ in range(6):
-        for i in range(200):
-            storage.commit({"t": {b"k%04d" % i: b"w" * 100}}, None)
+        fill(storage, 200, b"w" * 100)
         storage.checkpoint()
     assert storage.pager.free_now  # freed pages are reusable although the slot still holds
     with pytest.raises(JetError) as e:

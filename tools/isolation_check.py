@@ -66,6 +66,15 @@ def worker(path: str, name: str, seed: int, transactions: int, log_path: str) ->
     client.close()
 
 
+def _apply(state: dict[str, str], op: list) -> None:
+    """A logged put (value None: a delete) applied to a state; other operations read."""
+    if op[0] == "put":
+        if op[2] is None:
+            state.pop(op[1], None)
+        else:
+            state[op[1]] = op[2]
+
+
 class Oracle:
     """Every committed write, by the LSN its commit returned."""
 
@@ -79,11 +88,7 @@ class Oracle:
         state: dict[str, str] = {}
         for entry in committed:
             for op in entry["ops"]:
-                if op[0] == "put":
-                    if op[2] is None:
-                        state.pop(op[1], None)
-                    else:
-                        state[op[1]] = op[2]
+                _apply(state, op)
             self.states.append(dict(state))
 
     def at(self, lsn: int) -> dict[str, str]:
@@ -111,10 +116,7 @@ def check(entries: list[dict]) -> list[str]:
         seen = dict(oracle.at(entry["snapshot"]))
         for op in entry["ops"]:
             if op[0] == "put":
-                if op[2] is None:
-                    seen.pop(op[1], None)
-                else:
-                    seen[op[1]] = op[2]
+                _apply(seen, op)
             elif op[0] == "get":
                 if seen.get(op[1]) != op[2]:
                     violations.append(
