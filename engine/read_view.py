@@ -501,18 +501,20 @@ class ReadView:
         durable, self.records = published.lsn, published.records
         if durable <= self.overlay.end_lsn:
             return
-        try:
-            self._read_log(durable)
-        except JetError as exc:
-            if exc.name != "JET_errMissingLogFile":
-                raise
-            # Truncated since this view last read: the newest checkpoint holds all that
-            # was in those generations, and its own log is always kept.
-            newest = self.bases[-1]
-            self._add_base()
-            if self.bases[-1] is newest:
-                raise
-            self._read_log(durable)
+        while True:
+            try:
+                self._read_log(durable)
+                break
+            except JetError as exc:
+                if exc.name != "JET_errMissingLogFile":
+                    raise
+                # Truncated since this view last read: the newest checkpoint holds all
+                # that was in those generations, and its own log is kept - unless a newer
+                # checkpoint and a truncation came meanwhile, hence the loop.
+                newest = self.bases[-1]
+                self._add_base()
+                if self.bases[-1] is newest:
+                    raise
         self.overlay.end_lsn = max(self.overlay.end_lsn, durable)
         if self.overlay.bytes > self.max_overlay_bytes and len(self.bases) > 1:
             self._expire(

@@ -280,6 +280,47 @@ def test_a_view_whose_next_generation_was_truncated_starts_from_the_newest_check
     storage.close()
 
 
+def test_a_view_re_bases_again_when_the_log_is_truncated_during_its_re_base(tmp_path, monkeypatch):
+    """The writer outruns the view twice: the generation it would read next is gone,
+    and so is the one of the checkpoint it re-bases on, before it reads there."""
+    storage, view = open_pair(tmp_path)
+    oracle = Oracle()
+    oracle.commit(storage, {b"a": b"1"})
+    held = view.snapshot(hold=True)
+
+    def writer_moves_on() -> None:
+        for i in range(400):  # several 64 KiB generations
+            oracle.commit(storage, {b"k%04d" % i: b"v" * 300})
+        storage.checkpoint()
+        storage.log.truncate_below(lsn_gen(storage.meta.checkpoint_lsn))
+        oracle.commit(storage, {b"after": b"%d" % len(oracle.writes)})  # past the checkpoint
+
+    def once_before(method):
+        def wrapped(self):
+            monkeypatch.setattr(ReadView, method.__name__, method)
+            writer_moves_on()
+            method(self)
+
+        return wrapped
+
+    def once_after(method):
+        def wrapped(self):
+            monkeypatch.setattr(ReadView, method.__name__, method)
+            method(self)
+            writer_moves_on()
+
+        return wrapped
+
+    monkeypatch.setattr(ReadView, "_catch_up", once_before(ReadView._catch_up))
+    monkeypatch.setattr(ReadView, "_add_base", once_after(ReadView._add_base))
+    fresh = view.snapshot()
+    assert read_all(fresh) == oracle.state(fresh.lsn) and len(read_all(fresh)) == 402
+    assert read_all(held) == {b"a": b"1"}
+    held.close()
+    view.close()
+    storage.close()
+
+
 def test_a_snapshot_past_its_bound_no_longer_holds_pages_back(tmp_path):
     storage, view = open_pair(tmp_path, max_snapshot_checkpoints=2)
     fill(storage, 200, b"v" * 100)
