@@ -5,11 +5,13 @@ attaches with ``connect``."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+from collections import Counter
 
 import pytest
 
@@ -360,3 +362,47 @@ def test_a_conflict_with_a_record_still_in_flight_is_refused(inst):
             second.commit()
         assert e.value.err == -1102
     assert first.get("t", b"k") == b"first 19"
+
+
+def worker_log(*records: dict, cut: str = "") -> str:
+    """A worker's log as it writes it; ``cut``: a last line a kill cut short."""
+    return "".join(json.dumps(record) + "\n" for record in records) + cut
+
+
+def test_a_commit_whose_answer_never_came_is_settled_from_the_log():
+    put = {"snapshot": 100, "ops": [["put", "6b", "a"], ["put", "6d2d", "w0-0-m"]], "lsn": None}
+    log = worker_log({**put, "pending": True}, cut='{"outcome": {"ls')  # killed mid-commit
+    read = {"snapshot": 300, "ops": [["get", "6b", "a"]], "lsn": None}
+
+    in_log = isolation_check.read_entries(log)
+    assert "unknown" in in_log[0]
+    assert isolation_check.resolve(in_log, {"w0-0-m": 200}, log_start=50) == []
+    assert in_log[0]["lsn"] == 200
+    assert isolation_check.check([*in_log, read]) == []
+
+    # Not in a log that reaches back to its snapshot: it never committed, and the read
+    # of its value is what the checker exists to catch.
+    absent = isolation_check.read_entries(log)
+    isolation_check.resolve(absent, {}, log_start=50)
+    assert "unknown" not in absent[0] and absent[0]["lsn"] is None
+    assert "expected None" in isolation_check.check([*absent, read])[0]
+
+
+def test_an_outcome_truncated_from_the_log_leaves_only_later_reads_of_its_keys_unjudged():
+    unknown = {"snapshot": 100, "ops": [["put", "6b", "a"]], "lsn": None, "unknown": "-1090"}
+    before = {"snapshot": 90, "ops": [["get", "6b", "a"]], "lsn": None}  # cannot see it
+    after = {"snapshot": 300, "ops": [["get", "6b", "a"], ["get", "6c", "x"]], "lsn": None}
+    isolation_check.resolve([unknown], {}, log_start=150)  # the log starts after it
+    counts = Counter()
+    violations = isolation_check.check([unknown, before, after], counts)
+    assert len(violations) == 2  # "before" read 6b, "after" read 6c: both judged
+    assert counts["isolation reads not judged (an unknown outcome)"] == 1
+
+
+def test_a_commit_answered_with_another_lsn_than_its_record_is_a_violation():
+    committed = {"snapshot": 0, "ops": [["put", "6d2d", "w0-0-m"]], "lsn": 200}
+    refused = {"snapshot": 0, "ops": [["put", "6d2d", "w0-1-m"]], "lsn": None, "conflict": True}
+    logged = {"w0-0-m": 180, "w0-1-m": 220}
+    violations = isolation_check.resolve([committed, refused], logged, log_start=0)
+    assert "returned 0xc8, its record ends at 0xb4" in violations[0]
+    assert "w0-1-m was refused, yet it is logged" in violations[1]

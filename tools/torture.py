@@ -13,7 +13,12 @@ with ENOSPC/EIO).  Then it reopens the instance and checks DESIGN.md section 8:
 - the log is contiguous and verifies from its oldest generation;
 - every backup that reported success passes ``verify_backup`` and restores to
   exactly the acknowledged transactions before its roll (and none after);
-- every backup that failed left no file of its own behind.
+- every backup that failed left no file of its own behind;
+- every snapshot read (DESIGN.md invariant 6): two reader processes (one
+  ``kill -9``-ed) report what each snapshot held of the clients' transactions,
+  and two workers of the isolation checker (tools/isolation_check.py, one
+  ``kill -9``-ed) log random transactions, checked against the committed writes
+  and their LSNs, outcomes left unknown by a kill settled from the log.
 
 Beside the faults, a trial may run next to CPU-bound neighbour processes (one
 or three per core), and its schedule includes the edges of DESIGN.md section 6:
@@ -55,6 +60,7 @@ from jetstore.engine.log_reader import LogReader
 from jetstore.engine.manifest_format import MANIFEST
 from jetstore.engine.storage import LOG_DIR
 from jetstore.protocol.schema import to_buffer_manager
+from jetstore.tools import isolation_check
 
 OPTIONS = {"log_file_size": 64 << 10}
 SPINNER = "while True: pass"
@@ -154,6 +160,16 @@ while True:
 """
 
 
+# Isolation workers (tools/isolation_check.py): random transactions over a small key
+# space, each logged with its snapshot and what it read, until the instance goes away.
+ISOLATION_WORKER = """
+import sys
+from jetstore.tools.isolation_check import worker
+worker(sys.argv[1], sys.argv[2], int(sys.argv[3]), None, sys.argv[4])
+"""
+ISOLATION_WORKERS = 2
+
+
 def transaction_keys(name: str, i: int) -> list[bytes]:
     return [b"%s-%06d-%d" % (name.encode(), i, n) for n in range(4)]
 
@@ -205,7 +221,7 @@ class Trial:
             return  # the checks still run: the next open must recover a consistent instance
         finally:
             os.environ.pop(FAULTS_VARIABLE, None)
-        processes, readers = [], []
+        processes, readers, workers = [], [], []
         neighbours = self.rng.choice([0, 0, 1, 3]) * (os.cpu_count() or 1)
         if neighbours:
             self.counts[f"trials beside {neighbours} CPU-bound neighbours"] += 1
@@ -213,6 +229,7 @@ class Trial:
         try:
             try:
                 inst.session().create_table("t")
+                inst.session().create_table(isolation_check.TABLE)
             except JetError:
                 if plan is None:
                     raise
@@ -234,6 +251,23 @@ class Trial:
                 )
                 for _ in range(2)
             ]
+            workers = [
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-c",
+                        ISOLATION_WORKER,
+                        self.instance_dir,
+                        f"w{n}",
+                        str(self.rng.randrange(1 << 30)),
+                        self.isolation_log(n),
+                    ],
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                for n in range(ISOLATION_WORKERS)
+            ]
+            kill_worker_at = time.monotonic() + self.rng.uniform(0.3, 3.0)
             kill_reader_at = time.monotonic() + self.rng.uniform(0.3, 3.0)
             kill_at = time.monotonic() + self.rng.uniform(0.3, 2.0)
             deadline = time.monotonic() + 4.0
@@ -242,6 +276,10 @@ class Trial:
                 if readers[0].returncode is None and time.monotonic() >= kill_reader_at:
                     readers[0].kill()  # a reader dies holding a snapshot, or between two
                     readers[0].wait()
+                if workers[0].returncode is None and time.monotonic() >= kill_worker_at:
+                    workers[0].kill()  # mid-transaction, mid-commit or between two
+                    workers[0].wait()
+                    self.counts["isolation workers killed"] += 1
                 if not killed and time.monotonic() >= kill_at:
                     victim = self.rng.choice(ACTORS)
                     os.kill(inst.status()["actors"][victim]["pid"], signal.SIGKILL)
@@ -276,8 +314,19 @@ class Trial:
                 reader.kill()
                 out, _ = reader.communicate()
             self.snapshots_read += [line.split() for line in self.whole_lines(out, "reader")]
+        for worker in workers:
+            try:  # the instance is closed: its next call fails and it exits
+                _out, err = worker.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                _out, err = worker.communicate()
+            if worker.returncode not in (0, -signal.SIGKILL):
+                self.violations.append(f"an isolation worker failed: {err.strip()[-500:]}")
         if plan is not None:
             self.counts["faults planned"] += 1
+
+    def isolation_log(self, n: int) -> str:
+        return os.path.join(self.path, f"isolation-w{n}.jsonl")
 
     def whole_lines(self, out: str, who: str) -> list[str]:
         """The lines of a child's output, without a last one its kill cut short.
@@ -410,18 +459,23 @@ class Trial:
     def check(self) -> None:
         with Instance.open(self.instance_dir, **OPTIONS) as inst:
             session = inst.session()
-            stored = dict(session.scan("t")) if "t" in session.list_tables() else {}
+            tables = session.list_tables()
+            stored = dict(session.scan("t")) if "t" in tables else {}
+            table = isolation_check.TABLE
+            isolated = dict(session.scan(table)) if table in tables else {}
             recorded = inst._control_call(to_buffer_manager.backup_info())["last_full"]
         self.recorded_full = recorded["backup_id"].hex() if recorded else None
         self.check_contents(stored, None, "the reopened instance")
         self.check_snapshots()
         try:
-            for _record in LogReader(DEFAULT_ENV, os.path.join(self.instance_dir, LOG_DIR)).records(
-                0
-            ):
-                pass
+            records = list(
+                LogReader(DEFAULT_ENV, os.path.join(self.instance_dir, LOG_DIR)).records(0)
+            )
         except JetError as exc:
             self.violations.append(f"log does not verify: {exc}")
+            records = []
+        log_start = records[0].lsn if records else 1 << 64
+        self.check_isolation(isolation_check.logged_commits(records), log_start, isolated)
         checked = set()
         for index in reversed(range(len(self.backups))):  # the latest state of each destination
             record = self.backups[index]
@@ -448,6 +502,34 @@ class Trial:
                 not b["ok"] and b["dest"] == record["dest"] for b in self.backups[index + 1 :]
             )
             self.check_backup(record, exact=not later_attempt)
+
+    def check_isolation(
+        self, logged: dict[str, int], log_start: int, stored: dict[bytes, bytes]
+    ) -> None:
+        """The isolation workers' transactions against the oracle of committed writes,
+        unknown outcomes settled from the log (tools/isolation_check.py); and the
+        reopened instance holds exactly the committed state of their table."""
+        entries = []
+        for n in range(ISOLATION_WORKERS):
+            try:
+                with open(self.isolation_log(n)) as log:
+                    entries += isolation_check.read_entries(log.read())
+            except FileNotFoundError:
+                continue  # the instance died before this worker started
+        problems = isolation_check.resolve(entries, logged, log_start)
+        problems += isolation_check.check(entries, self.counts)
+        unknown = [entry for entry in entries if "unknown" in entry]
+        self.counts["isolation outcomes left unknown (truncated from the log)"] += len(unknown)
+        unsettled = {op[1] for entry in unknown for op in entry["ops"] if op[0] == "put"}
+        committed = isolation_check.Oracle(entries).at(1 << 64)
+        found = {key.hex(): value.decode() for key, value in stored.items()}
+        for key in sorted((set(committed) | set(found)) - unsettled):
+            if committed.get(key) != found.get(key):
+                problems.append(
+                    f"the reopened instance holds {key} = {found.get(key)!r}, "
+                    f"committed {committed.get(key)!r}"
+                )
+        self.violations += [f"isolation: {problem}" for problem in problems]
 
     def check_snapshots(self) -> None:
         """Each reader's snapshot held exactly the acknowledged commits at or below its
