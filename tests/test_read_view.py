@@ -65,6 +65,13 @@ def read_all(snapshot) -> dict[bytes, bytes]:
     return dict(snapshot.scan("t", None, None))
 
 
+def assert_past_bound(snapshot, key: bytes, bound: str) -> None:
+    """A read of a snapshot past one of the view's bounds: -1069, naming the bound."""
+    with pytest.raises(JetError) as e:
+        snapshot.get("t", key)
+    assert e.value.err == -1069 and bound in e.value.message
+
+
 def test_a_snapshot_reads_exactly_the_commits_at_or_below_its_lsn(tmp_path):
     storage, view = open_pair(tmp_path)
     oracle = Oracle()
@@ -201,9 +208,7 @@ def test_a_snapshot_held_too_many_checkpoints_fails_with_1069(tmp_path):
         storage.commit({"t": {b"k": b"2"}}, None)
         storage.checkpoint()
     assert view.snapshot().get("t", b"k") == b"2"  # the view notices when a read starts
-    with pytest.raises(JetError) as e:
-        old.get("t", b"k")
-    assert e.value.err == -1069 and "max_snapshot_checkpoints=2" in e.value.message
+    assert_past_bound(old, b"k", "max_snapshot_checkpoints=2")
     old.close()
     view.close()
     storage.close()
@@ -330,9 +335,7 @@ def test_a_snapshot_past_its_bound_no_longer_holds_pages_back(tmp_path):
         fill(storage, 200, b"w" * 100)
         storage.checkpoint()
     assert storage.pager.free_now  # freed pages are reusable although the slot still holds
-    with pytest.raises(JetError) as e:
-        old.get("t", b"k0150")
-    assert e.value.err == -1069 and "max_snapshot_checkpoints=2" in e.value.message
+    assert_past_bound(old, b"k0150", "max_snapshot_checkpoints=2")
     old.close()
     view.close()
     storage.close()
@@ -347,9 +350,7 @@ def test_versions_past_max_overlay_bytes_fail_the_old_snapshots_first(tmp_path):
         storage.commit({"t": {b"k%03d" % i: b"v" * 1000}}, None)
     new = view.snapshot(hold=True)
     assert new.get("t", b"k050") == b"v" * 1000  # the newest snapshot is always served
-    with pytest.raises(JetError) as e:
-        old.get("t", b"k")
-    assert e.value.err == -1069 and "max_overlay_bytes=50000" in e.value.message
+    assert_past_bound(old, b"k", "max_overlay_bytes=50000")
     old.close()
     new.close()
     view.close()

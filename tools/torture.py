@@ -339,12 +339,14 @@ class Trial:
         failed read only means trying at the next step; what it finds stays in the
         log (recovery keeps every whole record of it)."""
         try:
-            records = list(
-                LogReader(DEFAULT_ENV, os.path.join(self.instance_dir, LOG_DIR)).records(0)
-            )
+            records = self.log_records()
         except JetError:
             return
         self.logged.update(isolation_check.logged_commits(records))
+
+    def log_records(self) -> list:
+        """Every record of the instance's log, each generation verified."""
+        return list(LogReader(DEFAULT_ENV, os.path.join(self.instance_dir, LOG_DIR)).records(0))
 
     def isolation_log(self, n: int) -> str:
         return os.path.join(self.path, f"isolation-w{n}.jsonl")
@@ -489,9 +491,7 @@ class Trial:
         self.check_contents(stored, None, "the reopened instance")
         self.check_snapshots()
         try:
-            records = list(
-                LogReader(DEFAULT_ENV, os.path.join(self.instance_dir, LOG_DIR)).records(0)
-            )
+            records = self.log_records()
         except JetError as exc:
             self.violations.append(f"log does not verify: {exc}")
             records = []
