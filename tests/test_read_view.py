@@ -266,16 +266,22 @@ def test_a_reader_killed_while_holding_a_snapshot_holds_nothing(tmp_path):
     storage.close()
 
 
+def outrun_the_view(storage: Storage, oracle: Oracle) -> list[int]:
+    """Several 64 KiB generations of commits, a checkpoint, and the log truncated below
+    it; the generations removed."""
+    for i in range(400):
+        oracle.commit(storage, {b"k%04d" % i: b"v" * 300})
+    storage.checkpoint()
+    return storage.log.truncate_below(lsn_gen(storage.meta.checkpoint_lsn))
+
+
 def test_a_view_whose_next_generation_was_truncated_starts_from_the_newest_checkpoint(tmp_path):
     storage, view = open_pair(tmp_path)
     oracle = Oracle()
     oracle.commit(storage, {b"a": b"1"})
     held = view.snapshot(hold=True)
     assert view.snapshot().get("t", b"a") == b"1"
-    for i in range(400):  # several 64 KiB generations
-        oracle.commit(storage, {b"k%04d" % i: b"v" * 300})
-    storage.checkpoint()
-    removed = storage.log.truncate_below(lsn_gen(storage.meta.checkpoint_lsn))
+    removed = outrun_the_view(storage, oracle)
     assert lsn_gen(held.lsn) in removed  # the generation the view would read next is gone
     fresh = view.snapshot()
     assert read_all(fresh) == oracle.state(fresh.lsn) and len(read_all(fresh)) == 401
@@ -294,10 +300,7 @@ def test_a_view_re_bases_again_when_the_log_is_truncated_during_its_re_base(tmp_
     held = view.snapshot(hold=True)
 
     def writer_moves_on() -> None:
-        for i in range(400):  # several 64 KiB generations
-            oracle.commit(storage, {b"k%04d" % i: b"v" * 300})
-        storage.checkpoint()
-        storage.log.truncate_below(lsn_gen(storage.meta.checkpoint_lsn))
+        outrun_the_view(storage, oracle)
         oracle.commit(storage, {b"after": b"%d" % len(oracle.writes)})  # past the checkpoint
 
     def once_before(method):
