@@ -146,18 +146,27 @@ assert len(NAMES) == len(ERRORS), "two names share one ESE number"
 
 
 class JetError(Exception):
-    """A failure with ESE's number (``err``), its name and a message naming the place."""
+    """A failure with ESE's number (``err``), its name and a message naming the place.
+
+    ``JetError(number_or_name, message)`` makes an instance of the family the number
+    belongs to (``FAMILIES``), so ``except WriteConflictError`` catches every -1102
+    wherever it was raised, in this process or in an actor.
+    """
+
+    def __new__(cls, err: int | str = 0, message: str = ""):
+        if cls is JetError:
+            cls = _FAMILY_OF.get(_number(err), JetError)
+        return super().__new__(cls)
 
     def __init__(self, err: int | str, message: str = "") -> None:
-        if isinstance(err, str):
-            err = ERRORS[ALIASES.get(err, err)]
+        err = _number(err)
         self.err: int = err
         self.name: str = NAMES.get(err, f"JET_err{err}")
         self.message = message
         super().__init__(f"{self.name} ({err}): {message}" if message else f"{self.name} ({err})")
 
     def __reduce__(self):  # survives pickling across processes as the same error
-        return (JetError, (self.err, self.message))
+        return (type(self), (self.err, self.message))
 
     def as_dict(self) -> dict:
         """The error as every message, event and report carries it."""
@@ -167,3 +176,113 @@ class JetError(Exception):
     def of(cls, exc: BaseException) -> JetError:
         """``exc`` itself if it is a JetError, else JET_errInternalError naming it."""
         return exc if isinstance(exc, JetError) else cls("JET_errInternalError", repr(exc))
+
+
+def _number(err: int | str) -> int:
+    return ERRORS[ALIASES.get(err, err)] if isinstance(err, str) else err
+
+
+# The families a caller tells apart, as sqlite3's and py-lmdb's exception classes do.
+class WriteConflictError(JetError):
+    """Another transaction committed a key this one wrote since its snapshot: retry."""
+
+
+class CorruptionError(JetError):
+    """A checksum, page number, record or log link is wrong: the data is damaged."""
+
+
+class InstanceUnavailableError(JetError):
+    """The instance is gone, failed, shutting down or stopped: reopen it."""
+
+
+class NotFoundError(JetError):
+    """A table, file, directory or backup that was named does not exist."""
+
+
+class DiskFullError(JetError):
+    """The disk holding the database, the log or a backup is full."""
+
+
+class BackupError(JetError):
+    """A backup or restore cannot go on as asked (one already running, wrong sequence...)."""
+
+
+class SnapshotTooOldError(JetError):
+    """A snapshot or a transaction outgrew the bounds that keep its versions."""
+
+
+class InvalidArgumentError(JetError, ValueError):
+    """An argument has a wrong value (-1003 and friends); also a ``ValueError``."""
+
+
+class InvalidArgumentTypeError(InvalidArgumentError, TypeError):
+    """An argument has a wrong type (a ``str`` key...); also a ``TypeError``."""
+
+
+FAMILIES: dict[type[JetError], tuple[str, ...]] = {
+    WriteConflictError: ("JET_errWriteConflict",),
+    CorruptionError: (
+        "JET_errLogFileCorrupt",
+        "JET_errInvalidBackup",
+        "JET_errCheckpointCorrupt",
+        "JET_errBadPatchPage",
+        "JET_errRedoAbruptEnded",
+        "JET_errLogTornWriteDuringHardRestore",
+        "JET_errLogTornWriteDuringHardRecovery",
+        "JET_errLogCorruptDuringHardRestore",
+        "JET_errLogCorruptDuringHardRecovery",
+        "JET_errCommittedLogFileCorrupt",
+        "JET_errLogSequenceChecksumMismatch",
+        "JET_errLogReadVerifyFailure",
+        "JET_errReadVerifyFailure",
+        "JET_errPageNotInitialized",
+        "JET_errDiskReadVerificationFailure",
+        "JET_errReadPgnoVerifyFailure",
+        "JET_errReadLostFlushVerifyFailure",
+        "JET_errRecoveryVerifyFailure",
+        "JET_errDatabaseCorrupted",
+        "JET_errLogCorrupted",
+        "JET_errBadBackupDatabaseSize",
+    ),
+    InstanceUnavailableError: (
+        "JET_errTermInProgress",
+        "JET_errNotInitialized",
+        "JET_errInstanceUnavailable",
+        "JET_errDatabaseUnavailable",
+        "JET_errInstanceUnavailableDueToFatalLogDiskFull",
+        "JET_errClientRequestToStopJetService",
+    ),
+    NotFoundError: (
+        "JET_errNoBackupDirectory",
+        "JET_errNoBackup",
+        "JET_errMissingFullBackup",
+        "JET_errInvalidPath",
+        "JET_errDatabaseNotFound",
+        "JET_errObjectNotFound",
+        "JET_errFileNotFound",
+    ),
+    DiskFullError: ("JET_errLogDiskFull", "JET_errOutOfDatabaseSpace", "JET_errDiskFull"),
+    BackupError: (
+        "JET_errBackupDirectoryNotEmpty",
+        "JET_errBackupInProgress",
+        "JET_errRestoreInProgress",
+        "JET_errInvalidBackupSequence",
+        "JET_errBackupNotAllowedYet",
+        "JET_errMakeBackupDirectoryFail",
+        "JET_errBackupAbortByCaller",
+        "JET_errBackupAbortByServer",
+        "JET_errSurrogateBackupInProgress",
+    ),
+    SnapshotTooOldError: ("JET_errVersionStoreOutOfMemory",),
+    InvalidArgumentError: (
+        "JET_errInvalidName",
+        "JET_errInvalidParameter",
+        "JET_errInvalidGrbit",
+        "JET_errRecordTooBig",
+        "JET_errKeyTruncated",
+    ),
+}
+_FAMILY_OF: dict[int, type[JetError]] = {
+    ERRORS[name]: family for family, names in FAMILIES.items() for name in names
+}
+assert len(_FAMILY_OF) == sum(map(len, FAMILIES.values())), "a number in two families"

@@ -7,8 +7,8 @@ import json
 import os
 import sys
 
-from jetstore.actors import control_commands
 from jetstore.engine.errors import JetError
+from jetstore.tools import corrupt, ctl, load, torture
 
 
 def _print(data, as_json: bool) -> None:
@@ -117,12 +117,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(args.dir, as_json=args.json, control=args.control, backup_roots=args.backup_root)
 
 
-def cmd_ctl(args: argparse.Namespace) -> int:
-    from jetstore.tools.ctl import run_ctl
-
-    return run_ctl(args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jetstore",
@@ -144,42 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
 
-    ctl = sub.add_parser(
-        "ctl",
-        help="drive a running instance over its control socket",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="TARGET is an instance directory or a control endpoint (ipc:// or "
-        "tcp://127.0.0.1:PORT with --curve-*).  Commands:\n"
-        + control_commands.usage()
-        + "\n\nExit codes: 0 ok, 1 error reply, 2 usage, 3 no instance, "
-        "4 timed out, 5 busy (a backup is running), 6 CURVE key refused.\n\n"
-        "Examples:\n"
-        "  jetstore ctl db status\n"
-        "  jetstore ctl db backup /backups/db --atomic\n"
-        "  jetstore ctl db backup /backups/db-chain --incremental\n"
-        "  jetstore ctl db set-backup-rate 50000000 --min-rate 10000000",
-    )
-    ctl.add_argument("target")
-    ctl.add_argument("command", choices=list(control_commands.COMMANDS))
-    ctl.add_argument("dest", nargs="?", help="backup destination, or the rate for set-backup-rate")
-    ctl.add_argument("--incremental", action="store_true")
-    ctl.add_argument("--atomic", action="store_true")
-    ctl.add_argument(
-        "--min-rate",
-        type=int,
-        metavar="FLOOR",
-        help="with set-backup-rate: the rate in bytes/s a backup keeps however busy the machine",
-    )
-    ctl.add_argument("--json", action="store_true", help="machine-readable output")
-    ctl.add_argument(
-        "--timeout",
-        type=float,
-        default=10.0,
-        help="seconds to wait for an answer (a backup resets it with each progress)",
-    )
-    ctl.add_argument("--curve-server-key", help="the server's public key file (tcp)")
-    ctl.add_argument("--curve-client-key", help="this client's secret key file (tcp)")
-    ctl.set_defaults(func=cmd_ctl)
+    ctl.add_parser(sub)
 
     restore = sub.add_parser(
         "restore",
@@ -240,7 +199,6 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("path")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.set_defaults(func=cmd_inspect)
-    from jetstore.tools import corrupt, load, torture
 
     corrupt.add_parser(sub)
     load.add_parser(sub)

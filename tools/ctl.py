@@ -15,6 +15,7 @@ bare "timed out":
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -24,7 +25,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from jetstore.actors.control import load_curve_key
-from jetstore.actors.control_commands import COMMANDS, UsageError, to_control_server
+from jetstore.actors.control_commands import COMMANDS, UsageError, to_control_server, usage
 from jetstore.engine.errors import JetError
 from jetstore.engine.run_dir_format import instance_running, read_endpoints
 from jetstore.protocol.channel import Channel, ReplyTimeout
@@ -213,3 +214,42 @@ def run_ctl(args) -> int:
             else "ok"
         )
     return EXIT_OK
+
+
+def add_parser(sub) -> None:
+    ctl = sub.add_parser(
+        "ctl",
+        help="drive a running instance over its control socket",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="TARGET is an instance directory or a control endpoint (ipc:// or "
+        "tcp://127.0.0.1:PORT with --curve-*).  Commands:\n"
+        + usage()
+        + "\n\nExit codes: 0 ok, 1 error reply, 2 usage, 3 no instance, "
+        "4 timed out, 5 busy (a backup is running), 6 CURVE key refused.\n\n"
+        "Examples:\n"
+        "  jetstore ctl db status\n"
+        "  jetstore ctl db backup /backups/db --atomic\n"
+        "  jetstore ctl db backup /backups/db-chain --incremental\n"
+        "  jetstore ctl db set-backup-rate 50000000 --min-rate 10000000",
+    )
+    ctl.add_argument("target")
+    ctl.add_argument("command", choices=list(COMMANDS))
+    ctl.add_argument("dest", nargs="?", help="backup destination, or the rate for set-backup-rate")
+    ctl.add_argument("--incremental", action="store_true")
+    ctl.add_argument("--atomic", action="store_true")
+    ctl.add_argument(
+        "--min-rate",
+        type=int,
+        metavar="FLOOR",
+        help="with set-backup-rate: the rate in bytes/s a backup keeps however busy the machine",
+    )
+    ctl.add_argument("--json", action="store_true", help="machine-readable output")
+    ctl.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for an answer (a backup resets it with each progress)",
+    )
+    ctl.add_argument("--curve-server-key", help="the server's public key file (tcp)")
+    ctl.add_argument("--curve-client-key", help="this client's secret key file (tcp)")
+    ctl.set_defaults(func=run_ctl)
