@@ -8,6 +8,12 @@ modules of this package, and the API above them imports the actors, so importing
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+
+try:
+    __version__ = importlib.metadata.version("jetstore")
+except importlib.metadata.PackageNotFoundError:  # run from a source tree never installed
+    __version__ = "0+unknown"
 
 _PUBLIC = {
     "Client": "api",
@@ -18,6 +24,20 @@ _PUBLIC = {
     "verify_backup": "backup_restore",
     "Session": "client",
     "JetError": "errors",
+    "BackupError": "errors",
+    "CorruptionError": "errors",
+    "DiskFullError": "errors",
+    "InstanceUnavailableError": "errors",
+    "InvalidArgumentError": "errors",
+    "InvalidArgumentTypeError": "errors",
+    "NotFoundError": "errors",
+    "SnapshotTooOldError": "errors",
+    "WriteConflictError": "errors",
+    "ActorStatus": "results",
+    "BackupResult": "results",
+    "BackupVerification": "results",
+    "InstanceStatus": "results",
+    "RestoreResult": "results",
 }
 __all__ = sorted(_PUBLIC)
 

@@ -25,9 +25,10 @@ from jetstore.protocol.schema import Request, to_backup, to_buffer_manager
 
 from .backup import Progress
 from .client import Session
-from .errors import JetError
+from .errors import InvalidArgumentTypeError, JetError
 from .fileio import fspath, io_error
 from .read_view import DEFAULT_MAX_OVERLAY_BYTES, DEFAULT_MAX_SNAPSHOT_CHECKPOINTS, ReadView
+from .results import BackupResult, InstanceStatus
 from .run_dir_format import RUN_DIR, instance_running, read_endpoints, write_endpoints
 
 HEALTH_CHECK_INTERVAL = 0.2  # how often a connected process looks at the actors' processes
@@ -36,6 +37,7 @@ _active_instance: weakref.ref | None = None  # JetBackup() and friends act on th
 
 
 def active_instance() -> Instance | None:
+    """The instance this process opened last, while it is open (the compat layer's)."""
     return _active_instance() if _active_instance is not None else None
 
 
@@ -101,7 +103,8 @@ class _Attached:
         return channel.call(request)
 
     def session(self) -> Session:
-        """JetBeginSession."""
+        """JetBeginSession: a new session, for one thread at a time; ``with
+        inst.session() as s:`` closes it at the end of the block."""
         self._check_usable()
         session = Session(self)
         self._sessions.add(session)
@@ -114,15 +117,25 @@ class _Attached:
         incremental: bool = False,
         atomic: bool = False,
         status: Callable[[Progress], None] | None = None,
-    ) -> dict:
+    ) -> BackupResult:
         """JetBackup: a full, atomic or incremental online backup into ``path``, or - with
-        ``path`` None - log truncation alone.  ``status`` receives each progress event and
-        the backup waits for it; an exception it raises fails the backup (-2101)."""
+        ``path`` None - log truncation alone.  ``status`` receives each ``Progress`` event
+        and the backup waits for it; an exception it raises fails the backup (-2101).
+
+        ``path`` is a directory (-1023 if it is missing and the instance was not opened
+        with ``create_path_if_not_exist``): empty for a full backup (-504), the chain's
+        for an ``incremental`` one; an ``atomic`` backup replaces the one there only once
+        it is complete.  Returns what the backup holds (``BackupResult``); a backup that
+        fails is undone and raises its JetError."""
         self._check_usable()
         if type(incremental) is not bool or type(atomic) is not bool:
-            raise JetError("JET_errInvalidGrbit", "incremental and atomic must be bools")
+            raise InvalidArgumentTypeError(
+                "JET_errInvalidGrbit", "incremental and atomic must be bools"
+            )
         if status is not None and not callable(status):
-            raise JetError("JET_errInvalidParameter", "status must be callable or None")
+            raise InvalidArgumentTypeError(
+                "JET_errInvalidParameter", "status must be callable or None"
+            )
         worker_health = self._backup_worker_health()
         request = to_backup.backup(
             dest=None if path is None else os.path.abspath(fspath(path)),
@@ -188,7 +201,10 @@ class _Attached:
 
 
 class Instance(_Attached):
-    """An open instance: its actors run for as long as it is open."""
+    """An open instance (``Instance.open``): its actors run for as long as it is open.
+
+    ``with Instance.open(path) as inst:`` closes it cleanly at the end of the block;
+    ``inst.session()`` makes sessions, ``inst.backup()`` backs it up online."""
 
     def __init__(self, supervisor) -> None:
         super().__init__(supervisor.path, supervisor.endpoints)
@@ -222,14 +238,21 @@ class Instance(_Attached):
         process's read view (read_view.py); a snapshot past them fails with -1069."""
         view_bounds = _view_bounds(max_snapshot_checkpoints, max_overlay_bytes)
         path = fspath(path)
-        for name, value in (
-            ("create", create),
-            ("circular_logging", circular_logging),
-            ("logging", logging),
-            ("create_path_if_not_exist", create_path_if_not_exist),
+        for name, value, kind in (
+            ("create", create, bool),
+            ("circular_logging", circular_logging, bool),
+            ("logging", logging, bool),
+            ("create_path_if_not_exist", create_path_if_not_exist, bool),
+            ("page_size", page_size, int),
+            ("log_file_size", log_file_size, int),
+            ("cache_size", cache_size, int),
         ):
-            if not isinstance(value, bool):
-                raise JetError("JET_errInvalidParameter", f"{name} must be a bool, not {value!r}")
+            if type(value) is not kind:
+                article = "an" if kind is int else "a"
+                raise InvalidArgumentTypeError(
+                    "JET_errInvalidParameter",
+                    f"{name} must be {article} {kind.__name__}, not {value!r}",
+                )
         if os.path.exists(path) and not os.path.isdir(path):
             raise JetError("JET_errInvalidPath", f"{path} exists and is not a directory")
         if not os.path.isdir(path):
@@ -297,10 +320,12 @@ class Instance(_Attached):
 
         return health
 
-    def status(self) -> dict:
-        """The actors (pid, alive, uptime, restarts) and the engine's figures."""
+    def status(self) -> InstanceStatus:
+        """The actors (pid, alive, uptime, restarts) and the engine's figures
+        (``InstanceStatus``); answered after JetStopService too, and after a failure
+        with the ``failure`` in place of the figures."""
         actors = self._supervisor.actor_status()
-        report = {"path": self.path, "actors": actors}
+        report: InstanceStatus = {"path": self.path, "actors": actors}
         if self._supervisor.failure is not None:
             report["failure"] = str(self._supervisor.failure)
             return report
@@ -324,7 +349,9 @@ class Instance(_Attached):
 
 
 class Client(_Attached):
-    """A process attached to an instance another process opened (``connect``)."""
+    """A process attached to an instance another process opened (``connect``): the
+    same sessions, backup and status as an ``Instance``; ``close`` (or the end of a
+    ``with`` block) detaches it and leaves the instance running."""
 
     def __init__(self, path: str, published: dict) -> None:
         super().__init__(path, published["endpoints"])
@@ -368,7 +395,10 @@ class Client(_Attached):
 
         return health
 
-    def status(self) -> dict:
+    def status(self) -> InstanceStatus:
+        """The actors (pid, alive) as this process sees them and the engine's figures
+        (``InstanceStatus``); answered after JetStopService too."""
+
         def alive(name: str) -> bool:
             return name not in self._processes or _running(self._processes[name])
 
@@ -418,7 +448,8 @@ def _view_bounds(max_snapshot_checkpoints: object, max_overlay_bytes: object) ->
         ("max_overlay_bytes", max_overlay_bytes, 1 << 20),
     ):
         if type(value) is not int or value < low:
-            raise JetError("JET_errInvalidParameter", f"{name}={value!r} must be an int >= {low}")
+            error = InvalidArgumentTypeError if type(value) is not int else JetError
+            raise error("JET_errInvalidParameter", f"{name}={value!r} must be an int >= {low}")
     return {
         "max_snapshot_checkpoints": max_snapshot_checkpoints,
         "max_overlay_bytes": max_overlay_bytes,

@@ -39,10 +39,18 @@ WRITE_BEHIND_BYTES = 1 << 20  # a backup's writes go to disk this much at a time
 
 @dataclass
 class Progress:
-    """What a ``status`` callback receives (ESE's JET_SNPROG, in bytes, with a phase)."""
+    """One progress event of a backup, restore or verification: what a ``status=``
+    callback receives (ESE's JET_SNPROG, counted in bytes, with the phase it is in).
+
+    ``snt``: "begin" as a phase starts, "progress" as it goes on, "complete" at the end
+    ("fail" is ESE's, kept for the compat layer's JET_sntFail).  ``phase``: "pages"
+    (the database file), "logs" (log generations), "truncate" (log truncation alone),
+    "verify", "restore" and "replay".  ``done`` of ``total`` bytes, ``total`` 0 while
+    not known yet; ``file``: the file being copied or checked, relative to the backup.
+    """
 
     snt: str  # "begin", "progress", "complete", "fail"
-    phase: str  # "pages", "logs", "verify", "replay", "truncate"
+    phase: str  # "pages", "logs", "truncate", "verify", "restore", "replay"
     done: int
     total: int
     file: str | None = None
@@ -449,6 +457,9 @@ def read_manifest(directory: str) -> dict | None:
 
 def locate_backup(path: str) -> tuple[str, dict]:
     """The directory holding a complete backup: DEST, DEST/new or DEST/old, in that order."""
+    if not os.path.isdir(path):
+        what = "not a directory" if os.path.exists(path) else "no such directory"
+        raise JetError("JET_errInvalidPath", f"{path}: {what}, so it holds no backup")
     problems = []
     for candidate in (path, os.path.join(path, ATOMIC_NEW), os.path.join(path, ATOMIC_OLD)):
         try:
@@ -458,8 +469,15 @@ def locate_backup(path: str) -> tuple[str, dict]:
             continue
         if manifest is not None:
             return candidate, manifest
-    detail = "; ".join(problems) or "no MANIFEST in it, nor in its new/ or old/"
-    raise JetError("JET_errInvalidBackup", f"{path} holds no complete backup ({detail})")
+    if not problems:
+        raise JetError(
+            "JET_errNoBackup",
+            f"{path} holds no backup: no MANIFEST in it, nor in its new/ or old/ (a backup"
+            " writes it last, so an interrupted one leaves none)",
+        )
+    raise JetError(
+        "JET_errInvalidBackup", f"{path} holds no complete backup ({'; '.join(problems)})"
+    )
 
 
 def swap_atomic(

@@ -32,6 +32,7 @@ from .errors import JetError
 from .fileio import DEFAULT_ENV, Env, fspath
 from .log_format import generation_file_name
 from .log_reader import LogReader, list_generations
+from .results import BackupVerification, RestoreResult
 from .storage import DB_FILE, LOG_DIR, Storage
 
 # -- verification ---------------------------------------------------------------
@@ -47,9 +48,17 @@ _RESTORE_LOG_ERRORS = {
 }
 
 
-def verify_backup(backup_dir, *, env: Env = DEFAULT_ENV, report: Report = no_report) -> dict:
+def verify_backup(
+    backup_dir: str | bytes | os.PathLike,
+    *,
+    status: Report | None = None,
+) -> BackupVerification:
     """Check a backup completely without restoring it: the manifest, every file's size and
-    checksum, every page the checkpoint uses, every log record and the generation chain."""
+    checksum, every page the checkpoint uses, every log record and the generation chain.
+
+    ``status`` receives each ``Progress`` event (phase "verify").  A damaged backup
+    raises a JetError naming the file and what is wrong with it."""
+    env, report = DEFAULT_ENV, status or no_report
     directory, manifest = locate_backup(fspath(backup_dir))
     total = sum(entry["size"] for entry in manifest["files"].values())
     done = 0
@@ -134,17 +143,23 @@ _ROLL_FORWARD_ERRORS = {
 
 
 def restore(
-    backup_dir, dest_dir, *, log_dir=None, status: Report | None = None, env: Env = DEFAULT_ENV
-) -> dict:
+    backup_dir: str | bytes | os.PathLike,
+    dest_dir: str | bytes | os.PathLike,
+    *,
+    log_dir: str | bytes | os.PathLike | None = None,
+    status: Report | None = None,
+) -> RestoreResult:
     """JetRestore: verify the backup, copy it into ``dest_dir``, roll forward through the
     contiguous generations of ``log_dir`` after the backup's last, replay, finish clean.
 
-    The destination is marked (restore_marker_format.py) before anything is copied into it and
-    unmarked last, so a restore killed at any point leaves a directory that refuses to
-    open; running the same restore again starts it over and completes it.
+    ``status`` receives each ``Progress`` event (phases "verify", "restore", "logs",
+    "replay").  The destination is marked (restore_marker_format.py) before anything is
+    copied into it and unmarked last, so a restore killed at any point leaves a
+    directory that refuses to open; running the same restore again starts it over and
+    completes it.
     """
     started = time.monotonic()
-    report = status or no_report
+    env, report = DEFAULT_ENV, status or no_report
     dest_dir = fspath(dest_dir)
     directory, manifest = locate_backup(fspath(backup_dir))
     if log_dir is not None and not os.path.isdir(fspath(log_dir)):
@@ -153,8 +168,14 @@ def restore(
             "JET_errInvalidPath",
             f"log directory {fspath(log_dir)} to roll forward through: no such directory",
         )
+    if log_dir is not None and not list_generations(env, fspath(log_dir)):
+        raise JetError(
+            "JET_errInvalidLogDirectory",
+            f"log directory {fspath(log_dir)} holds no log generation to roll forward"
+            " through (leave it out to restore the backup alone)",
+        )
     resuming = _check_destination(dest_dir, manifest)
-    checked = verify_backup(backup_dir, env=env, report=report)
+    checked = verify_backup(backup_dir, status=report)
     dest_db, dest_logs = os.path.join(dest_dir, DB_FILE), os.path.join(dest_dir, LOG_DIR)
     ours = resuming or not os.path.isdir(dest_logs)  # an empty logs/ there stays
     if resuming:  # the interrupted restore's files: this run starts it over

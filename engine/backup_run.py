@@ -441,7 +441,12 @@ def claim_destination(
             events.emit("backup-claim-stale", dest=dest, pid=claim.left.get("pid"))
             undo_written(env, events, dest, claim.left.get("state") or {})
         if kind == "full" and not atomic and set(os.listdir(dest)) - {CLAIM_FILE}:
-            raise JetError("JET_errBackupDirectoryNotEmpty", f"{dest} is not empty")
+            raise JetError(
+                "JET_errBackupDirectoryNotEmpty",
+                f"{dest} is not empty: back up into an empty directory, add an incremental"
+                " to the chain there (incremental / --incremental), or replace it atomically"
+                " (atomic / --atomic)",
+            )
     except BaseException:
         claim.release()
         marker.remove()
@@ -522,11 +527,13 @@ def _remove(tree: str | None, paths: list[str]) -> None:
 def make_destination(dest: str, create_path: bool) -> None:
     """DESIGN 6.1: the destination is a directory (JET_errInvalidPath), created on request."""
     if not os.path.isdir(dest):
-        if os.path.exists(dest) or not create_path:
+        if os.path.exists(dest):
+            raise JetError("JET_errInvalidPath", f"backup destination {dest} is not a directory")
+        if not create_path:
             raise JetError(
                 "JET_errInvalidPath",
-                f"backup destination {dest} is not a directory "
-                "(create_path_if_not_exist=True creates it)",
+                f"backup destination {dest} does not exist: create it first (mkdir), or open"
+                " the instance with create_path_if_not_exist=True",
             )
         try:
             os.makedirs(dest)

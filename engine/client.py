@@ -35,6 +35,9 @@ from .read_view import ReadView, Snapshot
 from .writeset import WriteSet, check_key, check_range, check_table_name, check_value
 
 MAX_WRITE_SET = codec.MAX_FRAME - codec.FRAME_HEADROOM
+# How long closing a session waits to end its transaction at the buffer manager (an
+# instance without a log); past it the buffer manager expires the transaction itself.
+END_ON_CLOSE_TIMEOUT_S = 5.0
 
 
 class _OneThreadAtATime:
@@ -57,10 +60,18 @@ class _OneThreadAtATime:
 
 
 class Session:
-    """JetBeginSession: tables, reads, writes and transactions; one thread at a time."""
+    """JetBeginSession: tables, reads, writes and transactions; one thread at a time.
+
+    Made by ``Instance.session()`` or ``Client.session()``.  A ``put`` or ``delete``
+    outside a transaction commits at once; ``begin``/``commit``/``rollback`` (or
+    ``transaction()``) group writes, which then read at one snapshot.  Use it as a
+    context manager, ``with inst.session() as s:``, to close it at the end: a
+    transaction still open there is rolled back.
+    """
 
     def __init__(self, owner) -> None:
         self._owner = owner
+        self._closed = False
         self._channel: Channel | None = None
         self._entered = _OneThreadAtATime()
         self._writes: WriteSet | None = None
@@ -78,9 +89,21 @@ class Session:
             raise JetError("JET_errNotInTransaction", "no transaction is open")
         return self._snapshot.lsn if self._snapshot is not None else 0
 
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
     # -- plumbing --------------------------------------------------------------
-    def _call(self, request: Request) -> Any:
+    def _check_open(self) -> None:
+        """Refuse calls on an unusable instance, then on this session once closed."""
         self._owner._check_usable()
+        if self._closed:
+            raise JetError("JET_errInvalidSesid", "this session is closed (JetEndSession)")
+
+    def _call(self, request: Request) -> Any:
+        self._check_open()
         if self._channel is None:
             self._channel = self._owner._channel()
         return self._channel.call(request)
@@ -89,19 +112,22 @@ class Session:
         """The process's read view, the instance checked usable; None without a log."""
         view = self._owner._read_view()
         if view is not None:
-            self._owner._check_usable()
+            self._check_open()
         return view
 
     # -- tables ----------------------------------------------------------------
     def create_table(self, table: str) -> None:
+        """Create the table named ``table`` (JetCreateTable); -1303 if it exists."""
         with self._entered:
             self._call(to_buffer_manager.create_table(table=check_table_name(table)))
 
     def drop_table(self, table: str) -> None:
+        """Delete the table named ``table`` and every entry in it (JetDeleteTable)."""
         with self._entered:
             self._call(to_buffer_manager.drop_table(table=check_table_name(table)))
 
     def list_tables(self) -> list[str]:
+        """The names of the tables, sorted, as the open transaction (if any) sees them."""
         with self._entered:
             view = self._view()
             if view is None:
@@ -110,6 +136,11 @@ class Session:
 
     # -- reads -----------------------------------------------------------------
     def get(self, table: str, key: bytes) -> bytes | None:
+        """The value stored under ``key`` in ``table``, or None if there is none.
+
+        Inside a transaction: at its snapshot, with its own writes; outside one: the
+        newest commit, this session's own included.  ``key`` is bytes-like (a ``str``
+        raises InvalidArgumentTypeError, -1003); -1305 if the table does not exist."""
         with self._entered:
             table, key = check_table_name(table), check_key(key)
             if self._writes is not None:
@@ -137,8 +168,9 @@ class Session:
     def scan(
         self, table: str, start: bytes | None = None, end: bytes | None = None
     ) -> Iterator[tuple[bytes, bytes]]:
-        """Entries with start <= key < end, in key order, at one snapshot however long
-        the scan runs."""
+        """The (key, value) entries of ``table`` with start <= key < end (None: no bound),
+        in key order, at one snapshot however long the scan runs; inside a transaction,
+        its snapshot with its own writes.  The bounds are bytes-like, as keys are."""
         table = check_table_name(table)
         start, end = check_range(start, end)
         if self._owner._read_view() is None:
@@ -202,6 +234,12 @@ class Session:
 
     # -- writes ----------------------------------------------------------------
     def put(self, table: str, key: bytes, value: bytes) -> None:
+        """Store ``value`` under ``key`` in ``table``, replacing any value there.
+
+        Outside a transaction the write commits at once; inside one it is held until
+        ``commit``.  ``key`` (at most 1000 bytes) and ``value`` (at most 16 MiB) are
+        bytes-like: a ``str`` raises InvalidArgumentTypeError (-1003, also a
+        ``TypeError``), an oversized one InvalidArgumentError (-346, -1026)."""
         with self._entered:
             table, key, value = check_table_name(table), check_key(key), check_value(value)
             if self._writes is not None:
@@ -210,6 +248,8 @@ class Session:
                 self._call(to_buffer_manager.commit(writes={table: {key: value}}))
 
     def delete(self, table: str, key: bytes) -> None:
+        """Remove ``key`` from ``table`` (nothing happens if it is absent); committed at
+        once outside a transaction, held until ``commit`` inside one."""
         with self._entered:
             table, key = check_table_name(table), check_key(key)
             if self._writes is not None:
@@ -219,6 +259,8 @@ class Session:
 
     # -- transactions ------------------------------------------------------------
     def begin(self) -> None:
+        """JetBeginTransaction: reads from now on see one snapshot, writes are held until
+        ``commit``; -1103 if a transaction is already open (they do not nest)."""
         with self._entered:
             if self._writes is not None:
                 raise JetError("JET_errTransTooDeep", "a transaction is already open")
@@ -231,7 +273,11 @@ class Session:
             self._writes = WriteSet(limit=MAX_WRITE_SET)
 
     def commit(self, lazy: bool = False) -> int:
-        """Commit the open transaction; returns the log position after its record."""
+        """JetCommitTransaction: commit the open transaction; returns the log position
+        (LSN) after its record.  ``lazy``: return before the record is on disk (a crash
+        may lose it; this session sees it at once).  A WriteConflictError (-1102) if a
+        key it wrote was committed by another since its snapshot: the transaction is
+        over, retry it; -1054 if none is open."""
         with self._entered:
             snapshot = self._snapshot
             writes = self._end_transaction()
@@ -253,6 +299,8 @@ class Session:
             return written["lsn"]
 
     def rollback(self) -> None:
+        """JetRollback: drop the open transaction's writes and let its snapshot go;
+        -1054 if none is open."""
         with self._entered:
             had_snapshot = self._snapshot is not None
             self._end_transaction()
@@ -269,8 +317,9 @@ class Session:
         return writes
 
     @contextmanager
-    def transaction(self):
-        """``with s.transaction() as tx``: commit on exit, rollback on an exception."""
+    def transaction(self) -> Iterator[Session]:
+        """``with s.transaction() as tx:`` begins a transaction, commits it at the end of
+        the block and rolls it back if the block raises; ``tx`` is this session."""
         self.begin()
         try:
             yield self
@@ -282,11 +331,23 @@ class Session:
             self.commit()
 
     def close(self) -> None:
-        """JetEndSession: an open transaction is rolled back (its snapshot let go)."""
-        if self._snapshot is not None:
-            self._snapshot.close()
-            self._snapshot = None
-        self._writes = None
-        if self._channel is not None:
+        """JetEndSession: roll back the open transaction, if any (its snapshot let go),
+        and close the session's connection; later calls on it fail with -1104.  Closing
+        a closed session does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        registered = self._txn if self._writes is not None and self._snapshot is None else None
+        if self._writes is not None:
+            self._end_transaction()
+        if self._channel is None:
+            return
+        try:
+            if registered is not None:
+                request = to_buffer_manager.end(txn=registered)
+                self._channel.call(request, timeout=END_ON_CLOSE_TIMEOUT_S)
+        except JetError:
+            pass  # the buffer manager is going or gone, and its transactions with it
+        finally:
             self._channel.close()
             self._channel = None

@@ -64,7 +64,8 @@ def create_database_file(
 
 
 def read_meta(file) -> Meta:
-    """The newest valid meta slot; both invalid is JET_errDatabaseCorrupted naming both."""
+    """The newest valid meta slot; both invalid is JET_errDatabaseCorrupted naming both,
+    no jetstore magic in either is JET_errInvalidDatabase (not a database file)."""
     candidates, problems = [], []
     for size in PAGE_SIZES:
         for slot in META_SLOTS:
@@ -79,5 +80,11 @@ def read_meta(file) -> Meta:
         return max(candidates, key=lambda m: m.seq)
     if not any(file.pread(2 * MAX_PAGE_SIZE, 0)):  # both slots, whatever the page size
         raise JetError("JET_errInvalidDatabase", f"{file.path} is empty: not a jetstore database")
-    detail = "; ".join(problems) or "neither slot has the jetstore magic and a known page size"
+    if not problems:  # no slot even starts like one: some other kind of file
+        raise JetError(
+            "JET_errInvalidDatabase",
+            f"{file.path} is not a jetstore database (neither meta slot has the jetstore"
+            " magic; if it was one, both meta pages are destroyed)",
+        )
+    detail = "; ".join(problems)
     raise JetError("JET_errDatabaseCorrupted", f"{file.path}: no valid meta slot ({detail})")

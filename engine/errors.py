@@ -1,4 +1,4 @@
-"""ESE error numbers and the one exception type every jetstore failure raises.
+"""ESE error numbers and the exceptions every jetstore failure raises.
 
 The numbers are ESE's own (``published/inc/jethdr.w``), so that an operator who
 knows ``esentutl`` output or a ``JET_err*`` from another ESE application reads
@@ -6,6 +6,16 @@ ours the same way.  There is exactly one table, ``ERRORS``: the constants below,
 ``JetError.name`` and the compat layer (``jetstore.engine.jet``) are all derived
 from it.  Positive numbers are ESE warnings; they are listed for completeness
 and never raised.
+
+Every failure is a ``JetError`` carrying ``err`` (the number), ``name`` and
+``message``; ``JetError(number_or_name, message)`` makes an instance of the family
+the number belongs to (``FAMILIES``), so a caller catches a kind of failure by class
+as with sqlite3's or py-lmdb's exceptions: ``WriteConflictError``,
+``CorruptionError``, ``InstanceUnavailableError``, ``NotFoundError``,
+``DiskFullError``, ``BackupError``, ``SnapshotTooOldError`` and
+``InvalidArgumentError`` (also a ``ValueError``), whose ``InvalidArgumentTypeError``
+(also a ``TypeError``) is raised by name where an argument has the wrong type.
+A number in no family is a plain ``JetError``.
 """
 
 from __future__ import annotations
@@ -223,7 +233,6 @@ FAMILIES: dict[type[JetError], tuple[str, ...]] = {
     WriteConflictError: ("JET_errWriteConflict",),
     CorruptionError: (
         "JET_errLogFileCorrupt",
-        "JET_errInvalidBackup",
         "JET_errCheckpointCorrupt",
         "JET_errBadPatchPage",
         "JET_errRedoAbruptEnded",
@@ -267,6 +276,7 @@ FAMILIES: dict[type[JetError], tuple[str, ...]] = {
         "JET_errBackupInProgress",
         "JET_errRestoreInProgress",
         "JET_errInvalidBackupSequence",
+        "JET_errInvalidBackup",
         "JET_errBackupNotAllowedYet",
         "JET_errMakeBackupDirectoryFail",
         "JET_errBackupAbortByCaller",

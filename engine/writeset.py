@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable, Iterator
 
-from .errors import JetError
+from .errors import InvalidArgumentTypeError, JetError
 
 MAX_KEY_SIZE = 1000
 MAX_VALUE_SIZE = 16 << 20
@@ -25,8 +25,10 @@ _DELETED = None
 
 
 def check_table_name(name: object) -> str:
+    """``name`` if it is a valid table name; InvalidArgumentTypeError (-1003) if it is
+    no ``str``, InvalidArgumentError (-1002) if it is empty, too long or holds a NUL."""
     if not isinstance(name, str):
-        raise JetError(
+        raise InvalidArgumentTypeError(
             "JET_errInvalidParameter", f"table name must be str, not {type(name).__name__}"
         )
     if not name:
@@ -37,10 +39,14 @@ def check_table_name(name: object) -> str:
 
 
 def check_key(key: object) -> bytes:
+    """``key`` as bytes; InvalidArgumentTypeError (-1003) if it is no bytes-like object
+    (a ``str`` included), InvalidArgumentError (-346) if it exceeds MAX_KEY_SIZE."""
     if type(key) is bytes and len(key) <= MAX_KEY_SIZE:
         return key  # the common case, kept cheap for bulk commits
     if not isinstance(key, (bytes, bytearray, memoryview)):
-        raise JetError("JET_errInvalidParameter", f"key must be bytes, not {type(key).__name__}")
+        raise InvalidArgumentTypeError(
+            "JET_errInvalidParameter", f"key must be bytes, not {type(key).__name__}"
+        )
     key = bytes(key)
     if len(key) > MAX_KEY_SIZE:
         raise JetError(
@@ -50,10 +56,12 @@ def check_key(key: object) -> bytes:
 
 
 def check_value(value: object) -> bytes:
+    """``value`` as bytes; InvalidArgumentTypeError (-1003) if it is no bytes-like
+    object, InvalidArgumentError (-1026) if it exceeds MAX_VALUE_SIZE."""
     if type(value) is bytes and len(value) <= MAX_VALUE_SIZE:
         return value
     if not isinstance(value, (bytes, bytearray, memoryview)):
-        raise JetError(
+        raise InvalidArgumentTypeError(
             "JET_errInvalidParameter", f"value must be bytes, not {type(value).__name__}"
         )
     value = bytes(value)
@@ -66,6 +74,7 @@ def check_value(value: object) -> bytes:
 
 
 def check_range(start: object, end: object) -> tuple[bytes | None, bytes | None]:
+    """A scan's bounds, each None (open) or a key as ``check_key`` takes it."""
     return (None if start is None else check_key(start), None if end is None else check_key(end))
 
 
