@@ -238,10 +238,10 @@ def test_cli_restore_verify_and_inspect_backup(tmp_path):
     restored = run_cli("restore", str(tmp_path / "bk"), str(tmp_path / "out"), "--json")
     assert restored.returncode == 0, restored.stderr
     again = run_cli("restore", str(tmp_path / "bk"), str(tmp_path / "out"))
-    assert again.returncode == 2 and "JET_errInvalidPath" in again.stderr
+    assert again.returncode == 1 and "JET_errInvalidPath" in again.stderr
     (tmp_path / "bk" / "MANIFEST").write_text("{}")
     broken = run_cli("verify-backup", str(tmp_path / "bk"))
-    assert broken.returncode == 2 and "JET_errInvalidBackup" in broken.stderr
+    assert broken.returncode == 3 and "JET_errInvalidBackup" in broken.stderr
 
 
 @pytest.mark.parametrize("atomic", [False, True], ids=["plain", "atomic"])

@@ -330,11 +330,12 @@ def test_a_backup_beside_cpu_bound_neighbours_succeeds(per_core, tmp_path):
 
 
 def test_an_actors_startup_failure_is_reported_however_its_exit_races_it(tmp_path):
-    """A directory holding a random jet.edb: always its error (-1206), never 'exited'."""
+    """A directory holding a random jet.edb: always its error (-1028, not a jetstore
+    database), never 'exited'."""
     db = tmp_path / "db"
     db.mkdir()
     (db / DB_FILE).write_bytes(os.urandom(64 << 10))
     for _ in range(20):
         with pytest.raises(JetError) as info:
             open_instance(db, create=False)
-        assert info.value.err == -1206, repr(info.value)
+        assert info.value.err == -1028, repr(info.value)

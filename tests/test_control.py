@@ -42,6 +42,7 @@ from jetstore.engine.errors import ERRORS
 from jetstore.engine.log_format import lsn_gen
 from jetstore.engine.storage import LOG_DIR
 from jetstore.protocol import codec, schema
+from jetstore.tools import exit_codes
 
 OPTIONS = {"log_file_size": 64 << 10}
 CLI = [sys.executable, "-m", "jetstore.tools.cli"]
@@ -439,7 +440,7 @@ def test_every_command_over_ipc_with_a_dealer(tmp_path, instances, context):
     wait_until(lambda: inst.closed, 30, "the instance to close")
     wait_until(lambda: all(gone(pid) for pid in pids), 30, "the actors to exit")
     assert not os.path.exists(control)
-    assert ctl(src, "ping").returncode == 3
+    assert ctl(src, "ping").returncode == exit_codes.NO_INSTANCE
     op.send("ping")
     assert op.silent_for(0.5)
 
@@ -463,8 +464,9 @@ def test_every_command_through_jetstore_ctl(tmp_path, instances):
     atomic.mkdir()
     full = ctl(src, "backup", bk)
     assert full.returncode == 0, full.stderr
-    assert "pages" in full.stderr and "logs" in full.stderr  # the progress line
-    assert json.loads(full.stdout)["roll_lsn"] > 0
+    assert "pages" in full.stderr and "logs" in full.stderr  # the progress display
+    assert full.stdout.startswith(f"full backup into {bk}: complete"), full.stdout
+    assert "rolled at (0x" in full.stdout
     fill(inst, 300, 400)
     incremental = ctl_json(src, "backup", bk, "--incremental")
     assert incremental["gen_low"] > 0
@@ -474,7 +476,9 @@ def test_every_command_through_jetstore_ctl(tmp_path, instances):
     assert restored(bk, tmp_path / "out1") == expected_rows(0, 400)
     assert restored(atomic, tmp_path / "out2") == expected_rows(0, 400)
     refused = ctl(src, "backup", bk)  # a non-atomic full backup into a non-empty directory
-    assert refused.returncode == 1 and "JET_errBackupDirectoryNotEmpty" in refused.stderr
+    assert refused.returncode == exit_codes.FAILED
+    assert "JET_errBackupDirectoryNotEmpty" in refused.stderr
+    assert "--incremental" in refused.stderr and "--atomic" in refused.stderr  # what to do
 
     assert ctl_json(src, "set-backup-rate", "5000")["rate"] == 5000
     assert ctl_json(src, "status")["backup_worker"]["rate"] == 5000
@@ -489,7 +493,7 @@ def test_every_command_through_jetstore_ctl(tmp_path, instances):
     assert truncated["truncated"] and min(generations(src)) > max(truncated["truncated"])
 
     for usage in (("set-backup-rate", "fast"), ("backup",), ("no-such-command",)):
-        assert ctl(src, *usage).returncode == 2, usage
+        assert ctl(src, *usage).returncode == exit_codes.USAGE, usage
 
     assert ctl(src, "stop-service").returncode == 0
     with pytest.raises(JetError) as e:
@@ -499,7 +503,7 @@ def test_every_command_through_jetstore_ctl(tmp_path, instances):
     assert ctl(src, "shutdown").returncode == 0
     wait_until(lambda: inst.closed, 30, "the instance to close")
     wait_until(lambda: all(gone(pid) for pid in pids), 30, "the actors to exit")
-    assert ctl(src, "ping").returncode == 3
+    assert ctl(src, "ping").returncode == exit_codes.NO_INSTANCE
 
 
 def wait_for_pages_progress(op: Operator, request_id: int, timeout: float = 30) -> dict:
@@ -539,9 +543,10 @@ def test_a_throttled_backup_shows_in_status_is_busy_and_aborts(tmp_path, instanc
 
     assert op.error("backup", {"dest": str(other)})["err"] == -505
     busy = ctl(src, "backup", other, "--timeout", "10")
-    assert busy.returncode == 5 and "JET_errBackupInProgress" in busy.stderr
+    assert busy.returncode == exit_codes.BUSY and "JET_errBackupInProgress" in busy.stderr
+    assert "abort-backup" in busy.stderr  # what to do about it
     busy = ctl(src, "truncate", "--timeout", "10")
-    assert busy.returncode == 5, busy.stderr
+    assert busy.returncode == exit_codes.BUSY, busy.stderr
 
     asked = time.monotonic()
     assert op.result("abort-backup") == {"aborted": True}
@@ -628,9 +633,10 @@ def test_tcp_control_with_curve_keys(over_tcp, context, tmp_path):
         "--curve-client-key",
         unlisted_secret,
     )
-    assert refused.returncode == 6, (refused.returncode, refused.stderr)
-    assert "refused" in refused.stderr
-    assert ctl(over_tcp.endpoint, "ping").returncode == 2  # tcp needs the key files
+    assert refused.returncode == exit_codes.REFUSED, (refused.returncode, refused.stderr)
+    assert "refused" in refused.stderr and "run/curve/clients" in refused.stderr
+    no_keys = ctl(over_tcp.endpoint, "ping")  # tcp needs the key files
+    assert no_keys.returncode == exit_codes.USAGE and "keygen" in no_keys.stderr
 
     # the server goes on serving the allowed client
     assert allowed.result("ping")["pong"] is True
@@ -1195,11 +1201,11 @@ def test_ctl_help_usage_and_no_instance(tmp_path):
         f"ipc://{tmp_path}/no-socket",
     ):
         done = ctl(target, "ping")
-        assert done.returncode == 3, (target, done.stderr)
+        assert done.returncode == exit_codes.NO_INSTANCE, (target, done.stderr)
         assert "no instance" in done.stderr
-    assert ctl(tmp_path, "frobnicate").returncode == 2
-    assert ctl("tcp://127.0.0.1:1", "ping").returncode == 2  # no CURVE key files
-    assert ctl(tmp_path / "empty", "ping", "--timeout", "soon").returncode == 2
+    assert ctl(tmp_path, "frobnicate").returncode == exit_codes.USAGE
+    assert ctl("tcp://127.0.0.1:1", "ping").returncode == exit_codes.USAGE  # no CURVE key files
+    assert ctl(tmp_path / "empty", "ping", "--timeout", "soon").returncode == exit_codes.USAGE
 
 
 def test_ctl_times_out_on_a_control_socket_that_never_answers(tmp_path, context):
@@ -1208,7 +1214,7 @@ def test_ctl_times_out_on_a_control_socket_that_never_answers(tmp_path, context)
     mute.bind(f"ipc://{tmp_path}/mute")
     started = time.monotonic()
     done = ctl(f"ipc://{tmp_path}/mute", "ping", "--timeout", "1")
-    assert done.returncode == 4 and "timed out" in done.stderr, done.stderr
+    assert done.returncode == exit_codes.TIMED_OUT and "timed out" in done.stderr, done.stderr
     assert 1 <= time.monotonic() - started < 20
     assert mute.poll(0), "the request reached the socket"
 
@@ -1222,7 +1228,7 @@ def test_ctl_times_out_on_a_stopped_serve_process(tmp_path, children):
     try:
         started = time.monotonic()
         done = ctl(tmp_path / "src", "ping", "--timeout", "1")
-        assert done.returncode == 4 and "timed out" in done.stderr, done.stderr
+        assert done.returncode == exit_codes.TIMED_OUT and "timed out" in done.stderr, done.stderr
         assert time.monotonic() - started >= 1
     finally:
         os.kill(serve.process.pid, signal.SIGCONT)
@@ -1260,7 +1266,7 @@ def test_ctl_on_the_directory_of_a_crashed_instance_says_no_instance(tmp_path, c
     serve.finish()
     wait_until(lambda: all(gone(pid) for pid in pids.values()), 30, "the actors to exit")
     done = ctl(tmp_path / "src", "ping", "--timeout", "2")
-    assert done.returncode == 3, (done.returncode, done.stderr)
+    assert done.returncode == exit_codes.NO_INSTANCE, (done.returncode, done.stderr)
 
 
 # -- 7. jetstore serve -------------------------------------------------------------------------
@@ -1287,14 +1293,14 @@ def test_serve_with_tcp_control_and_backup_root(tmp_path, children):
     assert ctl(endpoint, "backup", root / "bk", *curve).returncode == 0
     (tmp_path / "elsewhere").mkdir()
     refused = ctl(endpoint, "backup", tmp_path / "elsewhere", *curve)
-    assert refused.returncode == 1 and "JET_errInvalidPath" in refused.stderr
+    assert refused.returncode == exit_codes.FAILED and "JET_errInvalidPath" in refused.stderr
 
     serve.process.send_signal(signal.SIGTERM)
     code, out, err = serve.finish()
     assert code == 0, err
     assert "stopped cleanly" in out
     wait_until(lambda: all(gone(pid) for pid in pids), 10, "the actors to exit")
-    assert ctl(src, "ping").returncode == 3
+    assert ctl(src, "ping").returncode == exit_codes.NO_INSTANCE
 
     again = Serve(src)  # the same directory, reopened; stopped over the control socket
     children.append(again)

@@ -13,6 +13,8 @@ import json
 import os
 import shutil
 import struct
+import subprocess
+import sys
 
 import pytest
 from crc32c import crc32c
@@ -24,12 +26,23 @@ from jetstore.engine.log_format import (
     HEADER_CRC_OFFSET,
     RECORD_END_OF_GENERATION,
     SIGNATURE_OFFSET,
+    format_lsn,
     generation_file_name,
+    make_lsn,
 )
 from jetstore.engine.log_reader import dump_log, list_generations
 from jetstore.engine.storage import DB_FILE, LOG_DIR, Storage
-from jetstore.tools import corrupt
-from jetstore.tools.corrupt import DETECTED, HARMLESS, TARGETS, VIOLATION, flip_bit, make_flip
+from jetstore.tools import cli, corrupt, exit_codes
+from jetstore.tools.corrupt import (
+    DETECTED,
+    HARMLESS,
+    TARGETS,
+    VIOLATION,
+    campaigns,
+    flip_bit,
+    make_flip,
+    trials,
+)
 
 CAMPAIGN_TRIALS = 150
 CAMPAIGN_SEED = 20_250_611
@@ -368,7 +381,7 @@ def test_flipped_bit_in_the_final_record_of_the_last_generation_is_a_torn_tail(f
     assert result.outcome == DETECTED, result.reason
     assert result.lost_commits == 1
     assert "torn tail" in result.reason
-    lsn = corrupt.format_lsn(corrupt.make_lsn(gen.generation, start))
+    lsn = format_lsn(make_lsn(gen.generation, start))
     assert seen(result, "dump_log")["message"] == f"torn=True end_lsn={lsn}"
 
 
@@ -470,7 +483,7 @@ def test_main_writes_a_json_report_and_exits_0(tmp_path):
             "5",
             "--target",
             "manifest",
-            "--json",
+            "--json-file",
             str(out),
             "--workdir",
             str(tmp_path),
@@ -483,13 +496,13 @@ def test_main_writes_a_json_report_and_exits_0(tmp_path):
 
 
 def test_main_exits_1_on_a_violation(monkeypatch, tmp_path, capsys):
-    real = corrupt.judge_backup
+    real = trials.judge_backup
 
     def blind(fx, flip, work):
         outcome, reason, seen_, lost = real(fx, flip, work)
         return VIOLATION, "pretend: " + reason, seen_, lost
 
-    monkeypatch.setattr(corrupt, "judge_backup", blind)
+    monkeypatch.setattr(trials, "judge_backup", blind)
     code = corrupt.main(
         ["--trials", "1", "--seed", "5", "--target", "manifest", "--workdir", str(tmp_path)]
     )
@@ -506,3 +519,117 @@ def test_add_parser_registers_the_corrupt_subcommand(capsys):
     assert "--trials" in capsys.readouterr().out
     args = parser.parse_args(["corrupt", "--trials", "4", "--seed", "9"])
     assert args.func is corrupt.run_command and args.trials == 4 and args.seed == 9
+
+
+# -- the command line: usage errors and bad paths --------------------------------------------
+
+
+def usage_error(capsys, *argv: str) -> str:
+    """Run ``jetstore corrupt ARGV``: it must stop before any work with exit code 2, an error
+    line and a pointer to --help (no usage block, no traceback); returns the error line."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(["corrupt", *argv])
+    assert e.value.code == exit_codes.USAGE
+    out, err = capsys.readouterr()
+    assert out == ""
+    error, *rest = err.splitlines()
+    assert error.startswith("jetstore corrupt: error: "), err
+    assert rest == ["see 'jetstore corrupt --help'"], err
+    return error
+
+
+@pytest.mark.parametrize(
+    "argv, wanted",
+    [
+        (["--trials", "x"], "argument --trials: 'x' is not a number"),
+        (["--trials", "0"], "argument --trials: 0 is not a positive whole number"),
+        (["--trials", "-1"], "argument --trials: -1 is not a positive whole number"),
+        (["--trial", "-2"], "argument --trial: -2 is not zero or more"),
+        (["--seed", "1.5"], "argument --seed: invalid int value: '1.5'"),
+        (["--target", "nope"], "argument --target: invalid choice: 'nope'"),
+    ],
+)
+def test_a_bad_number_or_class_is_a_one_line_usage_error(capsys, argv, wanted):
+    assert wanted in usage_error(capsys, *argv)
+
+
+def test_a_missing_workdir_is_a_usage_error_naming_it(capsys, tmp_path):
+    missing = tmp_path / "missing"
+    error = usage_error(capsys, "--workdir", str(missing))
+    assert f"argument --workdir: {missing}: no such directory" in error
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize("option", ["--workdir", "--keep"])
+def test_a_regular_file_where_a_directory_is_needed_is_a_usage_error(capsys, tmp_path, option):
+    (tmp_path / "a-file").write_text("not a directory")
+    for path in (tmp_path / "a-file", "/etc/passwd"):
+        assert f"argument {option}: {path}: not a directory" in usage_error(
+            capsys, option, str(path)
+        )
+
+
+def test_a_keep_dir_whose_parent_is_missing_is_not_created(capsys, tmp_path):
+    deep = tmp_path / "no" / "such" / "dir"
+    error = usage_error(capsys, "--keep", str(deep))
+    assert f"argument --keep: {deep}: its parent {deep.parent} does not exist" in error
+    assert not (tmp_path / "no").exists()
+
+
+def test_a_json_report_path_is_checked_before_the_campaign_runs(capsys, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    nowhere = tmp_path / "nowhere" / "report.json"
+    for path, problem in ((nowhere, f"no such directory {nowhere.parent}"), (work, "is a dir")):
+        error = usage_error(capsys, "--workdir", str(work), "--json-file", str(path))
+        assert f"argument --json-file: {path}: {problem}" in error
+    assert list(work.iterdir()) == []  # nothing was built
+
+
+def test_help_ends_with_examples_and_the_exit_codes(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["corrupt", "--help"])
+    assert e.value.code == exit_codes.OK
+    out = capsys.readouterr().out
+    examples = out[out.index("\nexamples:\n") :]
+    assert examples.count("\n  jetstore corrupt --") >= 3
+    assert examples.rstrip().endswith("2 usage, 130 interrupted.")
+    assert "0 no violation, 1 a violation" in examples
+
+
+def test_a_fixture_that_fails_its_own_checks_is_one_line_and_exit_1(monkeypatch, capsys):
+    def broken(root):
+        raise RuntimeError("the pristine main instance fails its own checks: [...]")
+
+    monkeypatch.setattr(campaigns, "build_fixture", broken)
+    assert cli.main(["corrupt", "--trials", "1"]) == exit_codes.FAILED
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == "jetstore corrupt: the pristine main instance fails its own checks: [...]\n"
+
+
+def test_a_report_that_cannot_be_written_is_one_line_and_exit_1(capsys, tmp_path):
+    report = tmp_path / "report.json"
+    argv = ["corrupt", "--trials", "1", "--seed", "5", "--target", "manifest"]
+    args = cli.build_parser().parse_args(
+        [*argv, "--workdir", str(tmp_path), "--json-file", str(report)]
+    )
+    report.mkdir()  # after the check: the write itself fails
+    assert args.func(args) == exit_codes.FAILED
+    err = capsys.readouterr().err
+    assert err == f"jetstore corrupt: cannot write {report}: Is a directory\n"
+
+
+def test_a_closed_pipe_prints_no_traceback(tmp_path):
+    command = [sys.executable, "-m", "jetstore.tools.corrupt", "--trials", "2", "--seed", "5"]
+    with subprocess.Popen(
+        [*command, "--target", "manifest", "-v", "--workdir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        process.stdout.close()  # like `| head` that has already exited: the first line fails
+        err = process.stderr.read()
+        process.wait(timeout=120)
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert list(tmp_path.iterdir()) == []

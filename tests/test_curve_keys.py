@@ -1,9 +1,9 @@
 """Damaged CURVE key files (issue 11, item 8): one error line, no traceback.
 
-``jetstore ctl`` over tcp with a missing, garbage or plain-text key file, and
-``jetstore serve`` (``Instance.open`` with a tcp control socket) with a damaged
-``run/curve``: each must name the ESE error and the file, exit non-zero, and
-leave nothing running.
+``jetstore ctl`` over tcp with a missing, garbage or plain-text key file (a usage
+error: exit code 2), and ``jetstore serve`` (``Instance.open`` with a tcp control
+socket) with a damaged ``run/curve``: each must name the ESE error and the file,
+exit non-zero, and leave nothing running.
 """
 
 from __future__ import annotations
@@ -15,13 +15,16 @@ import pytest
 from test_control import OPTIONS, allow_list, free_port, make_client_keys, run_cli, server_key_file
 
 from jetstore.engine import Instance, JetError
+from jetstore.tools import exit_codes
 
 GARBAGE = bytes(range(256)) * 4
 TEXT = "These are the operator's notes, not a key.\npublic key: ask the admin\n"
 
 
-def assert_one_error_line(done, name: str, path) -> None:
+def assert_one_error_line(done, name: str, path, code: int | None = None) -> None:
     assert done.returncode != 0, (done.returncode, done.stdout, done.stderr)
+    if code is not None:
+        assert done.returncode == code, (done.returncode, done.stderr)
     assert "Traceback" not in done.stderr, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
@@ -50,7 +53,7 @@ FLAGS = pytest.mark.parametrize("flag", ["--curve-server-key", "--curve-client-k
 def test_ctl_with_a_missing_key_file(tmp_path, flag):
     missing = tmp_path / "nowhere.key"
     done = ctl_with_keys(tmp_path, bad_file=missing, flag=flag)
-    assert_one_error_line(done, "JET_errFileNotFound (-1811)", missing)
+    assert_one_error_line(done, "JET_errFileNotFound (-1811)", missing, exit_codes.USAGE)
 
 
 @FLAGS
@@ -58,7 +61,7 @@ def test_ctl_with_a_garbage_key_file(tmp_path, flag):
     garbage = tmp_path / "garbage.key"
     garbage.write_bytes(GARBAGE)
     done = ctl_with_keys(tmp_path, bad_file=garbage, flag=flag)
-    assert_one_error_line(done, "JET_errInvalidParameter (-1003)", garbage)
+    assert_one_error_line(done, "JET_errInvalidParameter (-1003)", garbage, exit_codes.USAGE)
 
 
 @FLAGS
@@ -66,7 +69,7 @@ def test_ctl_with_a_text_file_that_is_not_a_key(tmp_path, flag):
     notes = tmp_path / "notes.txt"
     notes.write_text(TEXT)
     done = ctl_with_keys(tmp_path, bad_file=notes, flag=flag)
-    assert_one_error_line(done, "JET_errInvalidParameter (-1003)", notes)
+    assert_one_error_line(done, "JET_errInvalidParameter (-1003)", notes, exit_codes.USAGE)
 
 
 def instance_with_curve_keys(tmp_path) -> str:
@@ -110,3 +113,22 @@ def test_open_with_damaged_curve_keys_fails_then_opens_once_repaired(tmp_path):
     assert failed.value.name == "JET_errInvalidParameter" and secret_file in failed.value.message
     os.remove(secret_file)  # as the message says: a new server key pair is generated
     Instance.open(path, control=endpoint, **OPTIONS).close()
+
+
+def test_keygen_keys_load_and_pass_the_allow_list(tmp_path):
+    """``jetstore keygen``'s files are what load_curve_key and the server's allow-list read."""
+    from jetstore.actors.control import AllowList, load_curve_key
+    from jetstore.tools.keygen import keygen
+
+    instance = tmp_path / "src"
+    instance.mkdir()
+    server = keygen(str(instance), server=True)
+    assert server["secret_file"] == server_key_file(instance) + "_secret"
+    load_curve_key(server["secret_file"], "server key", secret=True)
+    allowed = keygen(str(tmp_path / "alice"), allow=str(instance))
+    other = keygen(str(tmp_path / "bob"))
+    public, _ = load_curve_key(allowed["secret_file"], "client key", secret=True)
+    assert public.decode() == allowed["public_key"]
+    allow = AllowList(allow_list(instance))
+    assert allow.callback("*", public) is True
+    assert allow.callback("*", other["public_key"].encode()) is False

@@ -55,13 +55,13 @@ def test_inspect_verify_counts_and_finds_damage(tmp_path):
         f.seek(3 * 4096 + 77)
         f.write(b"\xaa")
     result = run_cli("inspect", "verify", str(tmp_path))
-    assert result.returncode == 1
+    assert result.returncode == 3  # damage found
     assert "bad_checksums: 1" in result.stdout and "page: 3" in result.stdout
 
 
-def test_inspect_missing_path_is_a_jet_error(tmp_path):
+def test_inspect_missing_path_is_a_usage_error(tmp_path):
     result = run_cli("inspect", "header", str(tmp_path / "nope"))
-    assert result.returncode == 2 and "JET_errFileNotFound" in result.stderr
+    assert result.returncode == 2 and "nope: no such file or directory" in result.stderr
 
 
 def test_every_command_has_help():

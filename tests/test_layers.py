@@ -47,7 +47,7 @@ def _module_layer(dotted: str) -> str | None:
 
 
 def _imports(path: pathlib.Path) -> list[tuple[int, str]]:
-    package = "jetstore." + path.parent.name
+    package = "jetstore." + ".".join(path.parent.relative_to(ROOT).parts)
     found = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
@@ -68,7 +68,7 @@ def _imports(path: pathlib.Path) -> list[tuple[int, str]]:
 SOURCES = sorted(
     p.relative_to(ROOT).as_posix()
     for folder in ("engine", "protocol", "actors", "tools")
-    for p in (ROOT / folder).glob("*.py")
+    for p in (ROOT / folder).rglob("*.py")
 )
 
 

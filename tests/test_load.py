@@ -1,6 +1,7 @@
-"""`jetstore load` (tools/load.py): smoke runs of a few seconds each, and unit tests of the
-pieces its figures rest on - the HDR-style histogram (bounded relative error, merging
-across processes), the window split, the seeded workload."""
+"""`jetstore load` (tools/load/): smoke runs of a few seconds each, what its user sees (the
+progress lines agree with the report, no empty backup rows, one-line usage errors), and
+unit tests of the pieces its figures rest on - the HDR-style histogram (bounded relative
+error, merging across processes), the window split, the seeded workload."""
 
 from __future__ import annotations
 
@@ -8,15 +9,20 @@ import argparse
 import json
 import pickle
 import random
+import re
 import sys
 
 import pytest
 
 from jetstore.engine import Instance, verify_backup
-from jetstore.tools import load
+from jetstore.tools import cli, load
 from jetstore.tools.load import Histogram, ValueSize, Workload, Zipf, exact_percentile
+from jetstore.tools.load.driver import Collector
+from jetstore.tools.load.progress_lines import ProgressLines
+from jetstore.tools.load.shared import new_second, wire_second
+from jetstore.tools.load.summary import summarize
 
-FAST = ["--clients", "2", "--warmup", "0.3", "--keys", "300", "--quiet"]
+FAST = ["--clients", "2", "--warmup", "0.3", "--keys", "300"]
 PERCENTS = (0.1, 1, 10, 50, 90, 99, 99.9, 99.99, 100)
 WINDOW_FIELDS = {
     "seconds",
@@ -37,7 +43,8 @@ WINDOW_FIELDS = {
 
 def run_load(tmp_path, *args: str, expect: int = 0) -> dict:
     out = tmp_path / "report.json"
-    code = load.main([str(tmp_path / "inst"), *FAST, *args, "--json", str(out)])
+    quiet = [] if "-P" in args else ["--quiet"]
+    code = load.main([str(tmp_path / "inst"), *FAST, *quiet, *args, "--json-file", str(out)])
     report = json.loads(out.read_text())
     assert code == expect == report["exit_code"], report.get("clients")
     return report
@@ -52,9 +59,26 @@ def check_window(window: dict) -> None:
         assert sum(count for _low, _high, count in window["histogram_us"]) == window["transactions"]
 
 
+def table_rows(out: str) -> list[str]:
+    """The windows of the printed table, in order."""
+    return re.findall(r"^  (overall|no backup|during backup) +\d", out, re.MULTILINE)
+
+
+def one_usage_error(err: str, needle: str) -> bool:
+    """A usage error as every jetstore command prints it: one line, then where help is."""
+    lines = err.splitlines()
+    return (
+        len(lines) == 2
+        and lines[0].startswith("jetstore load: error: ")
+        and needle in lines[0]
+        and lines[1] == "see 'jetstore load --help'"
+    )
+
+
 # -- smoke runs --------------------------------------------------------------------------------
-def test_plain_run_reports_every_figure(tmp_path):
+def test_plain_run_reports_every_figure(tmp_path, capsys):
     report = run_load(tmp_path, "--duration", "1.5", "--read-ratio", "0.5")
+    assert table_rows(capsys.readouterr().out) == ["overall"]
     assert report["config"]["clients"] == 2 and report["config"]["duration"] == 1.5
     assert report["machine"]["cores"] >= 1
     assert report["instance"]["mode"] == "opened" and report["instance"]["populated_keys"] == 300
@@ -73,7 +97,7 @@ def test_plain_run_reports_every_figure(tmp_path):
     assert all(c["aborted"] is None for c in report["clients"])
 
 
-def test_backups_while_attached_split_the_windows(tmp_path):
+def test_backups_while_attached_split_the_windows(tmp_path, capsys):
     """An instance another process opened: attach, full then incremental backups over its
     control socket, both windows measured, and the backup taken under load verifies."""
     with Instance.open(tmp_path / "inst"):
@@ -89,6 +113,7 @@ def test_backups_while_attached_split_the_windows(tmp_path):
             str(tmp_path / "backups"),
         )
     assert report["instance"]["mode"] == "attached"
+    assert table_rows(capsys.readouterr().out) == ["overall", "no backup", "during backup"]
     backups = report["backups"]
     assert backups and all(b["ok"] for b in backups), backups
     assert [b["type"] for b in backups] == ["full"] + ["incremental"] * (len(backups) - 1)
@@ -145,9 +170,10 @@ def test_plot_draws_a_png(tmp_path):
 
 def test_plot_without_matplotlib_is_a_usage_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
-    code = load.main([str(tmp_path / "inst"), "--plot", str(tmp_path / "x.png")])
-    assert code == 2
-    assert "matplotlib" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        load.main([str(tmp_path / "inst"), "--plot", str(tmp_path / "x.png")])
+    assert stop.value.code == 2
+    assert one_usage_error(capsys.readouterr().err, "matplotlib")
     assert not (tmp_path / "inst").exists()  # refused before anything started
 
 
@@ -172,7 +198,7 @@ def test_subcommand_registration_and_help():
         "--backup-every",
         "--backup-mode",
         "--backup-dir",
-        "--json",
+        "--json-file",
         "--plot",
         "--compare",
         "--seed",
@@ -184,6 +210,120 @@ def test_subcommand_registration_and_help():
         parser.parse_args(["load", "d", "--duration", "1", "--transactions", "5"])
     with pytest.raises(SystemExit):
         parser.parse_args(["load", "d", "--read-ratio", "1.5"])
+    examples = text.index("examples:")
+    assert text.count("  jetstore load ", examples) >= 3
+    assert "Exit codes: 0 ok; 1 the run failed" in text[examples:]
+    assert "2 usage" in text[examples:]
+
+
+# -- what the user sees -------------------------------------------------------------------------
+def test_progress_lines_count_what_the_report_counts(tmp_path, capsys):
+    """-P 1: a line per measured second whose figures are exactly the report's for that
+    second, backups and all (a line waits until every client has moved past its interval)."""
+    report = run_load(tmp_path, "--duration", "3", "-P", "1", "--backup-every", "1")
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("progress:")]
+    expected = [
+        f"progress: {row['t'] + 1:.1f} s, {row['tx']:,.1f} tx/s, p50 {row['p50_ms']:,.2f} ms, "
+        f"p99 {row['p99_ms']:,.2f} ms, {row['errors']} error{'' if row['errors'] == 1 else 's'}"
+        for row in report["timeline"]
+    ]
+    assert len(expected) == 3 and lines == expected
+    assert sum(row["tx"] for row in report["timeline"]) == report["overall"]["transactions"]
+    assert report["backups"] and "jetstore backup #1 full" in err
+
+
+def test_a_progress_line_waits_for_every_client_to_finish_its_interval(capsys):
+    collector = Collector(clients=2)
+    progress = ProgressLines("jetstore", every=2, duration=None)
+
+    def second(client: int, sec: int, moved_to: int, tx: int) -> None:
+        record = new_second()
+        for _ in range(tx):
+            record[0][0].record(1000)
+        collector.take(("second", client, (sec, wire_second(record), moved_to)))
+
+    second(0, 0, 1, 10)
+    second(0, 1, 2, 10)
+    second(1, 0, 1, 5)  # client 1 is still in second 1: [0, 2) is not complete
+    progress.poll(collector, 2.5)
+    assert capsys.readouterr().err == ""
+    second(1, 1, 3, 7)  # client 1 moved on (to second 3: nothing started in second 2)
+    progress.poll(collector, 1.9)  # complete, but not over yet
+    assert capsys.readouterr().err == ""
+    progress.poll(collector, 2.5)
+    progress.poll(collector, 2.6)  # printed once
+    assert capsys.readouterr().err == (
+        "progress: 2.0 s, 16.0 tx/s, p50 1.00 ms, p99 1.00 ms, 0 errors\n"
+    )
+    collector.take(("done", 0, {}))
+    collector.take(("done", 1, {}))
+    progress.poll(collector, 3.9)  # [2, 4) has not ended
+    assert capsys.readouterr().err == ""
+
+
+def test_no_backup_rows_when_no_backup_ran(tmp_path, capsys):
+    """--backup-every longer than the run: no backup, so the table shows "overall" alone (a
+    "during backup" row would be zeros and "no backup" a copy of "overall")."""
+    report = run_load(tmp_path, "--transactions", "60", "--backup-every", "60")
+    assert report["backups"] == [] and report["during_backup"]["transactions"] == 0
+    assert table_rows(capsys.readouterr().out) == ["overall"]
+
+
+BAD_VALUES = {
+    "no clients": ["--clients", "0"],
+    "negative duration": ["--duration", "-1"],
+    "endless duration": ["--duration", "inf"],
+    "ratio above 1": ["--read-ratio", "1.5"],
+    "negative warm-up": ["--warmup", "-0.5"],
+    "no keys": ["--keys", "0"],
+    "no transactions": ["--transactions", "0"],
+    "no operations": ["--keys-per-tx", "0"],
+    "empty table name": ["--table", ""],
+    "page size": ["--page-size", "1000"],
+    "value too large": ["--value-size", "17M"],
+    "negative progress": ["--progress", "-1"],
+    "progress and quiet": ["-P", "1", "--quiet"],
+}
+
+
+@pytest.mark.parametrize("args", BAD_VALUES.values(), ids=BAD_VALUES.keys())
+def test_a_value_that_makes_no_sense_is_a_one_line_usage_error(tmp_path, capsys, args):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["load", str(tmp_path / "inst"), *args])
+    assert stop.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and one_usage_error(err, args[0]), err
+    assert not (tmp_path / "inst").exists()
+
+
+def test_paths_are_checked_before_the_run(tmp_path, capsys):
+    a_file, inst = tmp_path / "file", tmp_path / "inst"
+    a_file.write_text("not a directory")
+    inst.mkdir()
+    cases = [
+        ([str(a_file)], "not a directory"),
+        ([str(tmp_path / "missing" / "inst")], "does not exist"),
+        ([str(inst), "--json-file", str(tmp_path / "missing" / "r.json")], "no such directory"),
+        ([str(inst), "--plot", str(tmp_path)], "is a directory"),
+        ([str(inst), "--backup-every", "1", "--backup-dir", str(inst / "bk")], "inside"),
+    ]
+    for args, needle in cases:
+        with pytest.raises(SystemExit) as stop:
+            cli.main(["load", *args])
+        assert stop.value.code == 2
+        assert one_usage_error(capsys.readouterr().err, needle), args
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "inst"]
+    assert list(inst.iterdir()) == []
+
+
+def test_an_engine_error_is_one_line_and_exit_code_1(tmp_path, capsys):
+    """A DIR whose database file is not a database: the ESE error, no traceback."""
+    (tmp_path / "inst").mkdir()
+    (tmp_path / "inst" / "jet.edb").write_bytes(random.Random(1).randbytes(65536))
+    assert cli.main(["load", str(tmp_path / "inst"), "--quiet", "--duration", "1"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and re.fullmatch(r"jetstore load: JET_err\w+ \(-\d+\): .+", err[0]), err
 
 
 # -- histogram ----------------------------------------------------------------------------------
@@ -253,9 +393,9 @@ def test_merging_bucket_counts_equals_one_histogram_of_all_samples():
 
 def test_windows_split_by_backup_phase_and_time():
     """Per-second, per-phase slots -> overall / no backup / during backup windows."""
-    collector = load.Collector(clients=1)
+    collector = Collector(clients=1)
     for sec in range(4):
-        second = load._new_second()
+        second = new_second()
         for value in range(100):  # 100 tx with no backup running, 1..100 ms
             second[0][0].record((value + 1) * 1000)
         second[0][2] = 100
@@ -264,9 +404,9 @@ def test_windows_split_by_backup_phase_and_time():
                 second[1][0].record(500_000)
             second[1][2] = 10
             second[1][3] = 1
-        collector.take(("second", 0, (sec, load._wire_second(second))))
+        collector.take(("second", 0, (sec, wire_second(second), sec + 1)))
     backups = [{"start_s": 2.0, "end_s": 2.5, "ok": True, "seconds": 0.5, "bytes": 10**6}]
-    result = load.summarize(collector, 4.0, backups)
+    result = summarize(collector, 4.0, backups)
     assert result["overall"]["transactions"] == 410
     assert result["no_backup"]["transactions"] == 400
     assert result["no_backup"]["seconds"] == pytest.approx(3.5)
@@ -332,3 +472,11 @@ def test_value_size_specs():
     for bad in ("uniform:9-3", "lognormal:1K", "normal:5", "12Q", "uniform:1-99M"):
         with pytest.raises(argparse.ArgumentTypeError):
             ValueSize(bad)
+
+
+def test_json_prints_the_report_on_stdout_and_its_text_on_stderr(tmp_path, capsys):
+    args = [str(tmp_path / "inst"), *FAST, "--quiet", "--transactions", "200", "--json"]
+    assert load.main(args) == 0
+    out, err = capsys.readouterr()
+    report = json.loads(out)  # nothing else on stdout
+    assert report["overall"]["transactions"] == 200 and "jetstore (" in err

@@ -153,7 +153,7 @@ def test_jet_and_cli_restore_resume_and_refuse_like_restore(killed, tmp_path):
     other_dir, _other = make_backup(tmp_path, "other")
     assert jet.JetRestoreInstance(None, other_dir, str(dest)) == jet.JET_errInvalidPath
     refused = run_cli("restore", other_dir, str(dest))
-    assert refused.returncode == 2 and "JET_errInvalidPath" in refused.stderr
+    assert refused.returncode == 1 and "JET_errInvalidPath" in refused.stderr
     assert str(dest / MARKER) in refused.stderr
     resumed = run_cli("restore", backup_dir, str(dest), "--json")
     assert resumed.returncode == 0, resumed.stderr

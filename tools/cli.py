@@ -1,41 +1,36 @@
-"""The ``jetstore`` command.  Every subcommand has --help; those that print data have --json."""
+"""The ``jetstore`` command: one parser, one error policy and one table of exit codes
+(tools/exit_codes.py) for every subcommand.  Each has --help with examples; those that
+print data print text for people by default and JSON to stdout with --json."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
-from jetstore.engine.errors import JetError
-from jetstore.tools import corrupt, ctl, load, torture
+from jetstore.engine.errors import CorruptionError, JetError
+from jetstore.tools import corrupt, ctl, exit_codes, keygen, load, torture
+from jetstore.tools.arguments import (
+    CommandParser,
+    epilog,
+    existing_path,
+    instance_directory,
+    new_directory,
+    non_negative_float,
+)
+from jetstore.tools.output import print_data
+from jetstore.tools.progress import status_callback
 
 
-def _print(data, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(data, indent=2, default=str))
-    else:
-        _print_human(data, 0)
+def version() -> str:
+    from jetstore.engine import __version__
+
+    return __version__
 
 
-def _print_human(data, indent: int) -> None:
-    pad = "  " * indent
-    if isinstance(data, dict):
-        for key, value in data.items():
-            if isinstance(value, (dict, list)) and value:
-                print(f"{pad}{key}:")
-                _print_human(value, indent + 1)
-            else:
-                print(f"{pad}{key}: {value}")
-    elif isinstance(data, list):
-        for item in data:
-            if isinstance(item, dict):
-                print(f"{pad}-")
-                _print_human(item, indent + 1)
-            else:
-                print(f"{pad}- {item}")
-    else:
-        print(f"{pad}{data}")
+def damage_found(exc: JetError) -> bool:
+    """Whether an error means damaged data or a backup that does not verify."""
+    return isinstance(exc, CorruptionError) or exc.name == "JET_errInvalidBackup"
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -61,8 +56,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         report = dump_log(instance_logs if os.path.isdir(instance_logs) else args.path)
     else:
         report = inspectors.verify_database(args.path)
-    _print(report, args.json)
-    return 0 if report.get("integrity", "ok") == "ok" else 1
+    print_data(report, args.json)
+    return exit_codes.OK if report.get("integrity", "ok") == "ok" else exit_codes.DAMAGED
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -71,44 +66,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.dir, seconds=args.seconds)
 
 
-def _progress_printer(enabled: bool):
-    """A status callback that keeps one line on stderr up to date."""
-    if not enabled:
-        return None
-
-    def show(progress) -> None:
-        percent = 100 * progress.done / progress.total if progress.total else 0
-        print(
-            f"\r{progress.phase:8s} {progress.done:>14,d} / {progress.total:,d} bytes "
-            f"({percent:5.1f}%) {progress.file or ''}",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
-        if progress.snt in ("complete", "fail"):
-            print(file=sys.stderr)
-
-    return show
-
-
 def cmd_restore(args: argparse.Namespace) -> int:
     from jetstore.engine.backup_restore import restore
 
-    result = restore(
-        args.backup, args.dest, log_dir=args.log_dir, status=_progress_printer(not args.json)
-    )
-    _print(result, args.json)
-    return 0
+    status = None if args.json else status_callback("restore")
+    print_data(restore(args.backup, args.dest, log_dir=args.log_dir, status=status), args.json)
+    return exit_codes.OK
 
 
 def cmd_verify_backup(args: argparse.Namespace) -> int:
     from jetstore.engine.backup_restore import verify_backup
 
-    _print(
-        verify_backup(args.backup, report=_progress_printer(not args.json) or (lambda p: None)),
-        args.json,
-    )
-    return 0
+    status = None if args.json else status_callback("verify")
+    print_data(verify_backup(args.backup, status=status), args.json)
+    return exit_codes.OK
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -118,23 +89,46 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="jetstore",
         description="jetstore: an ESE-style transactional key-value engine with online backup.",
+        epilog=epilog(
+            "jetstore demo",
+            "jetstore serve db",
+            "jetstore ctl db backup /backups/db --atomic",
+            "jetstore restore /backups/db restored --log-dir db/logs",
+        ),
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"jetstore {version()}")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=CommandParser
+    )
 
     demo = sub.add_parser(
         "demo",
         help="online backup of a database that keeps committing, restored and verified",
         description="Open an instance, commit from several client processes, take a full "
         "then an incremental online backup while they write (with progress), restore both, "
-        "and verify each restore against the commits acknowledged before its roll.  Exit "
-        "code 1 on any mismatch.",
+        "and verify each restore against the commits acknowledged before its roll.",
+        epilog=epilog(
+            "jetstore demo",
+            "jetstore demo /tmp/jet-demo --seconds 10",
+            codes="Exit codes: 0 every restore verified, 1 the demo failed (the ESE error is "
+            "printed), 2 usage, 3 a restore did not hold exactly the acknowledged commits.",
+        ),
     )
-    demo.add_argument("dir", nargs="?", help="instance directory (default: a temporary one)")
     demo.add_argument(
-        "--seconds", type=float, default=2.5, help="length of each writing phase (default 2.5)"
+        "dir",
+        nargs="?",
+        type=new_directory,
+        help="a new or empty directory for the instance, backups and restores "
+        "(default: a temporary one)",
+    )
+    demo.add_argument(
+        "--seconds",
+        type=non_negative_float,
+        default=2.5,
+        help="length of each writing phase (default 2.5)",
     )
     demo.set_defaults(func=cmd_demo)
 
@@ -146,36 +140,59 @@ def build_parser() -> argparse.ArgumentParser:
         description="Verify the backup in BACKUP (or BACKUP/new, BACKUP/old), copy it into "
         "DEST, replay its logs, roll forward through the contiguous generations of --log-dir "
         "after the backup's last, and leave DEST clean.",
+        epilog=epilog(
+            "jetstore restore /backups/db restored",
+            "jetstore restore /backups/db restored --log-dir db/logs",
+            "jetstore restore /backups/db restored --json",
+        ),
     )
-    restore.add_argument("backup")
-    restore.add_argument("dest")
-    restore.add_argument("--log-dir", help="roll forward with this live log directory")
-    restore.add_argument("--json", action="store_true", help="machine-readable output")
+    restore.add_argument("backup", type=existing_path, help="the backup directory")
+    restore.add_argument(
+        "dest",
+        type=instance_directory,
+        help="a new or empty directory to restore into (or the destination of an "
+        "interrupted restore of the same backup, to complete it)",
+    )
+    restore.add_argument(
+        "--log-dir",
+        type=existing_path,
+        help="roll forward with the log generations in this directory (the live instance's "
+        "logs/, or a copy of it)",
+    )
+    restore.add_argument("--json", action="store_true", help="print the result as JSON")
     restore.set_defaults(func=cmd_restore)
 
     verify = sub.add_parser(
         "verify-backup",
         help="check a backup completely without restoring it",
         description="Check the manifest, every file's size and CRC32C, every page the backup "
-        "holds and every log record and generation link.  Exit code 2 on damage.",
+        "holds and every log record and generation link.",
+        epilog=epilog("jetstore verify-backup /backups/db", "jetstore verify-backup bk --json"),
     )
-    verify.add_argument("backup")
-    verify.add_argument("--json", action="store_true", help="machine-readable output")
+    verify.add_argument("backup", type=existing_path, help="the backup directory")
+    verify.add_argument("--json", action="store_true", help="print the result as JSON")
     verify.set_defaults(func=cmd_verify_backup)
 
     serve = sub.add_parser(
         "serve",
         help="run an instance in the foreground until SIGINT/SIGTERM",
-        description="Open the instance in DIR (creating it if missing), print the endpoints "
-        "clients attach to (jetstore.engine.connect(DIR) finds them itself), and run until "
-        "SIGINT or SIGTERM, then shut down cleanly.  Exit code 1 if the instance fails.",
+        description="Open the instance in DIR (creating DIR if missing - its parent must "
+        "exist), print the endpoints clients attach to (jetstore.engine.connect(DIR) finds "
+        "them itself), and run until SIGINT or SIGTERM, then shut down cleanly.",
+        epilog=epilog(
+            "jetstore serve db",
+            "jetstore serve db --json",
+            "jetstore serve db --control tcp://127.0.0.1:5555 --backup-root /backups",
+            codes="Exit codes: 0 stopped cleanly, 1 the instance failed, 2 usage.",
+        ),
     )
-    serve.add_argument("dir")
+    serve.add_argument("dir", type=instance_directory, help="the instance directory")
     serve.add_argument("--json", action="store_true", help="print the endpoints as JSON")
     serve.add_argument(
         "--control",
         metavar="EP",
-        help="also serve the control socket on tcp://127.0.0.1:PORT (CURVE)",
+        help="also serve the control socket on tcp://127.0.0.1:PORT (CURVE; "
+        "see 'jetstore keygen --help')",
     )
     serve.add_argument(
         "--backup-root",
@@ -192,29 +209,49 @@ def build_parser() -> argparse.ArgumentParser:
         description="header: database meta (esentutl /mh); log: verify and describe log "
         "generations (/ml); verify: checksum every database page (/k); backup: a backup's "
         "manifest and a full verification.  PATH is an instance "
-        "directory, a database file, a logs directory or one generation file.  Exit code 1 "
-        "when damage is found.",
+        "directory, a database file, a logs directory or one generation file.",
+        epilog=epilog(
+            "jetstore inspect header db",
+            "jetstore inspect log db/logs --json",
+            "jetstore inspect verify db/jet.edb",
+            "jetstore inspect backup /backups/db",
+        ),
     )
     inspect.add_argument("what", choices=["header", "log", "verify", "backup"])
-    inspect.add_argument("path")
-    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.add_argument("path", type=existing_path)
+    inspect.add_argument("--json", action="store_true", help="print the result as JSON")
     inspect.set_defaults(func=cmd_inspect)
 
     corrupt.add_parser(sub)
     load.add_parser(sub)
     torture.add_parser(sub)
+    keygen.add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
-    except JetError as exc:
-        print(f"jetstore: {exc.name} ({exc.err}): {exc.message}", file=sys.stderr)
-        return 2
+        try:
+            args = build_parser().parse_args(argv)
+            try:
+                return args.func(args)
+            except JetError as exc:
+                print(f"jetstore {args.command}: {exc}", file=sys.stderr)
+                return exit_codes.DAMAGED if damage_found(exc) else exit_codes.FAILED
+            except OSError as exc:
+                if isinstance(exc, BrokenPipeError):
+                    raise
+                where = f"{exc.filename}: " if exc.filename else ""
+                print(f"jetstore {args.command}: {where}{exc.strerror or exc}", file=sys.stderr)
+                return exit_codes.FAILED
+        finally:
+            sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+    except BrokenPipeError:
+        # The reader went away (| head): no traceback, and nothing more written to it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return exit_codes.FAILED
     except KeyboardInterrupt:
-        return 130
+        return exit_codes.INTERRUPTED
 
 
 if __name__ == "__main__":

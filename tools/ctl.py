@@ -1,16 +1,24 @@
-"""``jetstore ctl DIR|ENDPOINT COMMAND``: drive a running instance over its control socket.
+"""``jetstore ctl TARGET COMMAND``: drive a running instance over its control socket.
 
-Human output by default (a live progress line for backups, a readable status),
-``--json`` for scripts.  Exit codes tell operators what happened, unlike a
-bare "timed out":
+TARGET is an instance directory (ctl finds the control endpoint its instance
+published) or the endpoint itself: ``ipc://DIR/run/control``, or
+``tcp://127.0.0.1:PORT`` with CURVE keys (``jetstore keygen`` makes a client's).
 
-    0  success
-    1  the instance answered with an error (its ESE name is printed)
-    2  bad usage
-    3  no instance at this directory or endpoint
-    4  timed out: the instance exists but did not answer in --timeout
-    5  instance busy: a backup is already running
-    6  refused: the tcp server did not accept this client's CURVE key
+Human text by default (a progress display for a backup, a readable status);
+``--json`` prints one JSON document to stdout, with every LSN as its decimal
+value and, beside it, ``<name>_text`` as ``jetstore inspect`` prints it
+(``(0xGEN,0xOFFSET)``), every ``time_ns`` with an ISO-8601 ``time`` beside it,
+and floats rounded to 0.01.  Exit codes (``tools/exit_codes.py``) tell operators
+what happened, unlike a bare "timed out":
+
+    0  OK           success
+    1  FAILED       the instance answered with an error (its ESE name is printed)
+    2  USAGE        bad arguments or paths: nothing was sent
+    4  NO_INSTANCE  no instance at this directory or endpoint
+    5  TIMED_OUT    the instance exists but did not answer in --timeout
+    6  BUSY         a backup is already running
+    7  REFUSED      the tcp server did not accept this client's CURVE key
+    130             interrupted (a running backup goes on)
 """
 
 from __future__ import annotations
@@ -19,19 +27,54 @@ import argparse
 import json
 import os
 import sys
-import time
+import textwrap
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from jetstore.actors.control import load_curve_key
-from jetstore.actors.control_commands import COMMANDS, UsageError, to_control_server, usage
+from jetstore.actors.control_commands import (
+    COMMANDS,
+    Command,
+    UsageError,
+    to_control_server,
+    usage,
+)
 from jetstore.engine.errors import JetError
 from jetstore.engine.run_dir_format import instance_running, read_endpoints
 from jetstore.protocol.channel import Channel, ReplyTimeout
 from jetstore.protocol.schema import Request
+from jetstore.tools import exit_codes
+from jetstore.tools.arguments import epilog
+from jetstore.tools.output import json_document
+from jetstore.tools.progress import ProgressDisplay, is_terminal
+from jetstore.tools.sizes import SizeError, parse_size
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NO_INSTANCE, EXIT_TIMEOUT, EXIT_BUSY, EXIT_REFUSED = range(7)
+# The ctl arguments a command may take beyond the common ones, as messages name them.
+OPTIONAL_ARGUMENTS = {
+    "dest": "argument",
+    "incremental": "--incremental",
+    "atomic": "--atomic",
+    "min_rate": "--min-rate",
+}
+EXAMPLES = (
+    "jetstore ctl db status",
+    "jetstore ctl db status --json",
+    "mkdir -p /backups/db && jetstore ctl db backup /backups/db",
+    "jetstore ctl db backup /backups/db --incremental",
+    "jetstore ctl db backup /backups/db-latest --atomic",
+    "jetstore ctl db set-backup-rate 50M --min-rate 10M",
+    "jetstore ctl ipc:///srv/db/run/control checkpoint",
+    "jetstore ctl tcp://127.0.0.1:7000 ping --curve-server-key db/run/curve/server.key \\\n"
+    "      --curve-client-key ~/.jetstore/client.key_secret",
+)
+EXIT_CODES = textwrap.fill(
+    f"Exit codes: {exit_codes.OK} ok, {exit_codes.FAILED} the operation failed (the ESE "
+    f"error is printed), {exit_codes.USAGE} usage, {exit_codes.NO_INSTANCE} no instance at "
+    f"TARGET, {exit_codes.TIMED_OUT} timed out, {exit_codes.BUSY} busy (a backup is "
+    f"running), {exit_codes.REFUSED} CURVE key refused, {exit_codes.INTERRUPTED} interrupted.",
+    88,
+)
 
 
 class CtlFailure(Exception):
@@ -44,14 +87,18 @@ def resolve_endpoint(target: str) -> str:
     """An instance directory's published control endpoint, or the endpoint itself."""
     if target.startswith(("ipc://", "tcp://")):
         if target.startswith("ipc://") and not os.path.exists(target[len("ipc://") :]):
-            raise CtlFailure(EXIT_NO_INSTANCE, f"no instance at {target}: no such socket")
+            raise CtlFailure(exit_codes.NO_INSTANCE, f"no instance at {target}: no such socket")
         return target
+    start = f"start one with `jetstore serve {target}`"
     published = read_endpoints(target) if instance_running(target) else None
     if published is None or "control" not in published.get("endpoints", {}):
-        raise CtlFailure(EXIT_NO_INSTANCE, f"no instance is running at {target}")
+        raise CtlFailure(exit_codes.NO_INSTANCE, f"no instance is running at {target}; {start}")
     endpoint = published["endpoints"]["control"]
     if not os.path.exists(endpoint[len("ipc://") :]):
-        raise CtlFailure(EXIT_NO_INSTANCE, f"no instance is running at {target} (stale endpoints)")
+        raise CtlFailure(
+            exit_codes.NO_INSTANCE,
+            f"no instance is running at {target} (stale endpoints); {start}",
+        )
     return endpoint
 
 
@@ -68,15 +115,7 @@ class ControlClient:
     ) -> None:
         curve = None
         if endpoint.startswith("tcp://"):
-            if not (server_key and client_key):
-                raise CtlFailure(EXIT_USAGE, "tcp needs --curve-server-key and --curve-client-key")
-            try:
-                curve = (
-                    load_curve_key(server_key, "--curve-server-key")[0],
-                    *load_curve_key(client_key, "--curve-client-key", secret=True),
-                )
-            except JetError as exc:  # a key file given on the command line: bad usage
-                raise CtlFailure(EXIT_USAGE, str(exc)) from exc
+            curve = curve_keys(server_key, client_key)
         self.endpoint, self.timeout = endpoint, timeout
         self.context = zmq.Context()
         refusals = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
@@ -90,7 +129,10 @@ class ControlClient:
         if monitor is not None and monitor.poll(0):
             recv_monitor_message(monitor)
             raise CtlFailure(
-                EXIT_REFUSED, f"refused: {self.endpoint} does not accept this client's CURVE key"
+                exit_codes.REFUSED,
+                f"refused: {self.endpoint} does not accept this client's CURVE key; its public "
+                "key (the .key beside the .key_secret) goes into DIR/run/curve/clients/ on the "
+                "server",
             )
 
     def call(self, request: Request, on_progress=None):
@@ -100,8 +142,9 @@ class ControlClient:
             )
         except ReplyTimeout:
             raise CtlFailure(
-                EXIT_TIMEOUT,
-                f"timed out: {self.endpoint} did not answer {request.kind} in {self.timeout:g} s",
+                exit_codes.TIMED_OUT,
+                f"timed out: {self.endpoint} did not answer {request.kind} in "
+                f"{self.timeout:g} s (a stopped or overloaded instance? --timeout waits longer)",
             ) from None
 
     def close(self) -> None:
@@ -109,147 +152,198 @@ class ControlClient:
         self.context.term()
 
 
-class ProgressLine:
-    """One stderr line: phase, bytes done/total, rate, ETA."""
+def curve_keys(server_key: str | None, client_key: str | None) -> tuple:
+    """(server public, client public, client secret) from the key files named on the
+    command line; a missing or damaged file is a usage error naming it."""
+    if not (server_key and client_key):
+        raise CtlFailure(
+            exit_codes.USAGE,
+            "tcp needs --curve-server-key and --curve-client-key "
+            "(`jetstore keygen DIR` makes a client key pair)",
+        )
+    try:
+        return (
+            load_curve_key(server_key, "--curve-server-key")[0],
+            *load_curve_key(client_key, "--curve-client-key", secret=True),
+        )
+    except JetError as exc:
+        raise CtlFailure(exit_codes.USAGE, str(exc)) from exc
 
-    def __init__(self) -> None:
-        self.started = time.monotonic()
+
+class BackupProgress:
+    """The backup's progress messages on the one progress display (tools/progress.py): a
+    bar on a terminal, a few plain lines anywhere else."""
+
+    def __init__(self, stream=None) -> None:
+        self.display = ProgressDisplay("backup", stream)
 
     def __call__(self, event: dict) -> None:
-        done, total = event["done"], event["total"]
-        elapsed = max(time.monotonic() - self.started, 1e-6)
-        rate = done / elapsed
-        eta = (total - done) / rate if rate and total else 0
-        bar_width = 30
-        filled = int(bar_width * done / total) if total else 0
-        print(
-            f"\r{event['phase']:8s} [{'#' * filled}{'.' * (bar_width - filled)}] "
-            f"{done / 1e6:9.1f}/{total / 1e6:.1f} MB {rate / 1e6:7.1f} MB/s ETA {eta:5.1f} s",
-            end="",
-            file=sys.stderr,
-            flush=True,
+        self.display.update(
+            str(event.get("phase") or "backup"),
+            int(event.get("done") or 0),
+            int(event.get("total") or 0),
+            event.get("file"),
         )
+        if event.get("snt") in ("complete", "fail"):
+            self.display.close("complete" if event["snt"] == "complete" else "failed")
 
-    def finish(self) -> None:
-        print(file=sys.stderr)
-
-
-def print_status(status: dict) -> None:
-    print(f"instance {status['path']}")
-    for name, actor in status["actors"].items():
-        rss = actor.get("rss_bytes")
-        print(
-            f"  {name:15s} pid {actor['pid']:<7d} {'alive' if actor['alive'] else 'DEAD':5s} "
-            f"up {actor.get('uptime_s', 0):8.1f} s  rss {(rss or 0) / 1e6:6.1f} MB  "
-            f"cpu {actor.get('cpu_seconds') or 0:7.2f} s  restarts {actor.get('restarts', 0)}"
-        )
-    if "failure" in status:
-        print(f"  FAILED: {status['failure']}")
-        return
-    bm, lw = status["buffer_manager"], status.get("log_writer", {})
-    print(
-        f"  generations     {lw.get('oldest_generation', '-')} .. "
-        f"{lw.get('current_generation', '-')}   checkpoint seq {bm['checkpoint_seq']} "
-        f"lsn {bm['checkpoint_lsn']:#x}"
-    )
-    print(
-        f"  cache           {bm['cache_pages']} pages, {bm['dirty_pages']} dirty; "
-        f"{status.get('commits_per_s', 0):.1f} commits/s"
-    )
-    for kind in ("last_full", "last_incremental"):
-        record = status.get("backups", {}).get(kind)
-        if record:
-            print(
-                f"  {kind:15s} generations {record['gen_low']}..{record['gen_high']} at "
-                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(record['time_ns'] / 1e9))}"
-            )
-    worker = status.get("backup_worker", {})
-    if worker.get("backup_in_progress"):
-        progress = worker.get("progress") or {}
-        print(
-            f"  backup running  {worker['kind']} {progress.get('phase', '')} "
-            f"{progress.get('done', 0):,}/{progress.get('total', 0):,} bytes"
-        )
+    def close(self, outcome: str) -> None:
+        self.display.close(outcome)  # nothing more if a "complete" event closed it
 
 
-def run_ctl(args) -> int:
+# -- output ------------------------------------------------------------------------------------
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+def request_body(command: Command, args: argparse.Namespace) -> dict:
+    """The request body, or CtlFailure(USAGE): arguments the command does not take,
+    sizes (10M) that are not sizes, and what the command itself checks."""
+    for name, shown in OPTIONAL_ARGUMENTS.items():
+        given = getattr(args, name)
+        if given not in (None, False) and name not in command.takes:
+            what = f"argument {given!r}" if name == "dest" else shown
+            raise CtlFailure(exit_codes.USAGE, f"{command.name} takes no {what}")
+    for name, shown in command.sizes.items():
+        text = getattr(args, name)
+        if text is not None:
+            try:
+                setattr(args, name, parse_size(text))
+            except SizeError as exc:
+                raise CtlFailure(exit_codes.USAGE, f"{command.name} {shown}: {exc}") from None
     try:
-        endpoint = resolve_endpoint(args.target)
-        client = ControlClient(endpoint, args.timeout, args.curve_server_key, args.curve_client_key)
+        return command.body(args)
+    except UsageError as exc:
+        raise CtlFailure(exit_codes.USAGE, str(exc)) from None
+
+
+def error_line(command: Command, exc: JetError, target: str) -> tuple[int, str]:
+    """The exit code and the one line for an error reply: the ESE error, then what to do."""
+    line = f"{exc.name} ({exc.err}): {exc.message}"
+    hint = command.hints.get(exc.name)
+    if exc.name == "JET_errBackupInProgress":
+        code = exit_codes.BUSY
+        hint = hint or "wait for it to end"
+        hint += f", or stop it with `jetstore ctl {target} abort-backup`"
+    else:
+        code = exit_codes.FAILED
+    return code, f"{line}; {hint}" if hint else line
+
+
+def run_ctl(args: argparse.Namespace) -> int:
+    command = COMMANDS[args.command]
+    progress = None
+    try:
+        body = request_body(command, args)
+        if not args.timeout > 0:  # nan too
+            raise CtlFailure(exit_codes.USAGE, f"--timeout {args.timeout:g}: must be above 0 s")
+        client = ControlClient(
+            resolve_endpoint(args.target),
+            args.timeout,
+            args.curve_server_key,
+            args.curve_client_key,
+        )
         try:
-            kind = args.command
-            try:
-                request = to_control_server.build(kind, COMMANDS[kind].body(args))
-            except UsageError as exc:
-                raise CtlFailure(EXIT_USAGE, str(exc)) from None
-            progress = ProgressLine() if kind == "backup" and not args.json else None
-            try:
-                result = client.call(request, on_progress=progress)
-            finally:
-                if progress is not None:
-                    progress.finish()
+            request = to_control_server.build(command.name, body)
+            if command.name == "backup" and (not args.json or is_terminal(sys.stderr)):
+                progress = BackupProgress()
+            result = client.call(request, on_progress=progress)
         finally:
             client.close()
     except CtlFailure as failure:
+        if progress is not None:
+            progress.close("failed")
         print(f"jetstore ctl: {failure}", file=sys.stderr)
         return failure.code
     except JetError as exc:
-        print(f"jetstore ctl: {exc.name} ({exc.err}): {exc.message}", file=sys.stderr)
-        return EXIT_BUSY if exc.name == "JET_errBackupInProgress" else EXIT_ERROR
+        if progress is not None:
+            progress.close("failed")
+        code, line = error_line(command, exc, args.target)
+        print(f"jetstore ctl: {line}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
+        if progress is not None:
+            progress.close("detached")
         print(
             "\njetstore ctl: detached; a running backup goes on (see `ctl status`)", file=sys.stderr
         )
-        return 130
+        return exit_codes.INTERRUPTED
+    if progress is not None:
+        progress.close("complete")
     if args.json:
-        print(json.dumps(result, default=lambda b: b.hex() if isinstance(b, bytes) else str(b)))
-    elif kind == "status":
-        print_status(result)
+        print(json.dumps(json_document(command.document(result, body)), indent=2, default=str))
     else:
-        print(
-            json.dumps(
-                result, default=lambda b: b.hex() if isinstance(b, bytes) else str(b), indent=1
-            )
-            if result is not None
-            else "ok"
-        )
-    return EXIT_OK
+        print(command.describe(result, body))
+    return exit_codes.OK
 
 
-def add_parser(sub) -> None:
+def add_parser(sub) -> argparse.ArgumentParser:
     ctl = sub.add_parser(
         "ctl",
         help="drive a running instance over its control socket",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="TARGET is an instance directory or a control endpoint (ipc:// or "
-        "tcp://127.0.0.1:PORT with --curve-*).  Commands:\n"
-        + usage()
-        + "\n\nExit codes: 0 ok, 1 error reply, 2 usage, 3 no instance, "
-        "4 timed out, 5 busy (a backup is running), 6 CURVE key refused.\n\n"
-        "Examples:\n"
-        "  jetstore ctl db status\n"
-        "  jetstore ctl db backup /backups/db --atomic\n"
-        "  jetstore ctl db backup /backups/db-chain --incremental\n"
-        "  jetstore ctl db set-backup-rate 50000000 --min-rate 10000000",
+        description="Send one command to a running instance (started by `jetstore serve DIR` "
+        "or by any\nprocess that opened it) and print its answer.\n\n"
+        "TARGET is the instance directory, or its control endpoint: ipc://DIR/run/control, "
+        "or\ntcp://127.0.0.1:PORT for an instance served with --control (then with "
+        "--curve-server-key\nand --curve-client-key; `jetstore keygen` makes a client key "
+        "pair).\n\ncommands:\n" + usage(),
+        epilog=epilog(*EXAMPLES, codes=EXIT_CODES),
     )
-    ctl.add_argument("target")
-    ctl.add_argument("command", choices=list(COMMANDS))
-    ctl.add_argument("dest", nargs="?", help="backup destination, or the rate for set-backup-rate")
-    ctl.add_argument("--incremental", action="store_true")
-    ctl.add_argument("--atomic", action="store_true")
+    ctl.add_argument(
+        "target",
+        metavar="TARGET",
+        help="instance directory, or ipc://... / tcp://127.0.0.1:PORT control endpoint",
+    )
+    ctl.add_argument("command", metavar="COMMAND", choices=list(COMMANDS), help="see commands")
+    ctl.add_argument(
+        "dest",
+        nargs="?",
+        metavar="ARG",
+        help="backup: DEST, an existing directory; set-backup-rate: RATE in bytes/s "
+        "(10M, 512K, 1G; 0 = unlimited)",
+    )
+    ctl.add_argument(
+        "--incremental",
+        action="store_true",
+        help="backup: copy only the log generations written since the last backup, into "
+        "the DEST holding that full backup's chain",
+    )
+    ctl.add_argument(
+        "--atomic",
+        action="store_true",
+        help="backup: a full backup that replaces the one in DEST only once it is complete "
+        "(DEST need not be empty)",
+    )
     ctl.add_argument(
         "--min-rate",
-        type=int,
         metavar="FLOOR",
-        help="with set-backup-rate: the rate in bytes/s a backup keeps however busy the machine",
+        help="set-backup-rate: the rate in bytes/s (10M...) a backup keeps however busy the "
+        "machine (0 = no floor)",
     )
-    ctl.add_argument("--json", action="store_true", help="machine-readable output")
+    ctl.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document to stdout instead of text (a backup's progress still "
+        "shows on stderr if it is a terminal)",
+    )
     ctl.add_argument(
         "--timeout",
         type=float,
         default=10.0,
-        help="seconds to wait for an answer (a backup resets it with each progress)",
+        metavar="SECONDS",
+        help="seconds to wait for an answer (a backup resets it with each progress; default 10)",
     )
-    ctl.add_argument("--curve-server-key", help="the server's public key file (tcp)")
-    ctl.add_argument("--curve-client-key", help="this client's secret key file (tcp)")
+    ctl.add_argument(
+        "--curve-server-key",
+        metavar="FILE",
+        help="tcp: the server's public key file (DIR/run/curve/server.key on its machine)",
+    )
+    ctl.add_argument(
+        "--curve-client-key",
+        metavar="FILE",
+        help="tcp: this client's secret key file (NAME.key_secret from `jetstore keygen`)",
+    )
     ctl.set_defaults(func=run_ctl)
+    return ctl

@@ -7,7 +7,7 @@
 4. restores each into a fresh directory (the full one before the incremental
    extends it) and checks that every restore holds exactly the commits
    acknowledged before that backup's roll - values included - and nothing after;
-5. prints a summary.  Exit code 1 on any mismatch.
+5. prints a summary.  Exit code 3 (damage found) on any mismatch.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import time
 import multiprocess
 
 from jetstore.engine import Instance, restore
-from jetstore.tools.ctl import ProgressLine
+from jetstore.tools import exit_codes
+from jetstore.tools.progress import status_callback
 
 CLIENTS = 3
 PHASE_SECONDS = 2.5
@@ -51,10 +52,9 @@ def client(path: str, name: str, stop, results) -> None:
 
 
 def backup_with_progress(inst: Instance, destination: str, **kind) -> tuple[dict, float]:
-    line = ProgressLine()
     started = time.perf_counter()
-    result = inst.backup(destination, status=lambda p: line(vars(p)), **kind)
-    line.finish()
+    label = "incremental backup" if kind.get("incremental") else "full backup"
+    result = inst.backup(destination, status=status_callback(label), **kind)
     return result, time.perf_counter() - started
 
 
@@ -140,4 +140,4 @@ def run_demo(directory: str | None, *, seconds: float = PHASE_SECONDS) -> int:
     print(f"total:              {time.perf_counter() - began:.1f} s")
     if directory is None:
         shutil.rmtree(scratch, ignore_errors=True)
-    return 1 if problems_full or problems_inc else 0
+    return exit_codes.DAMAGED if problems_full or problems_inc else exit_codes.OK

@@ -48,11 +48,15 @@ class ProgressDisplay:
         self.bar: tqdm | None = None
         self.phase: str | None = None
         self.last_line = -float("inf")
+        self.printed: tuple | None = None  # the state the last plain line showed
         self.done = self.total = 0
         self.detail = ""
 
     def update(self, phase: str, done: int, total: int, detail: str | None = None) -> None:
         new_phase = phase != self.phase
+        if new_phase and not is_terminal(self.stream) and self.phase is not None:
+            if self.printed != (self.phase, self.done, self.total):
+                self._line()  # how the phase ended, not only how it began
         self.phase, self.done, self.total, self.detail = phase, done, total, detail or ""
         if is_terminal(self.stream):
             self._draw(new_phase)
@@ -81,7 +85,7 @@ class ProgressDisplay:
                 self.bar.close()
             self.bar = tqdm(
                 total=self.total or None,
-                desc=f"{self.label} {self.phase}",
+                desc=self._title(),
                 unit="B",
                 unit_scale=True,
                 dynamic_ncols=True,
@@ -94,14 +98,18 @@ class ProgressDisplay:
         self.bar.set_postfix_str(self.detail, refresh=False)
         self.bar.refresh()
 
+    def _title(self) -> str:
+        return self.label if self.phase == self.label else f"{self.label} {self.phase}"
+
     def _line(self, outcome: str | None = None) -> None:
         self.last_line = self.clock()
+        self.printed = (self.phase, self.done, self.total)
         if self.total:
             figures = f"{megabytes(self.done)} of {megabytes(self.total)}"
             figures += f" ({100 * self.done / self.total:.0f}%)"
         else:
             figures = megabytes(self.done) if self.done else "starting"
-        text = f"{self.label} {self.phase}: {figures}"
+        text = f"{self._title()}: {figures}"
         if outcome is not None:
             text += f" - {outcome}"
         elif self.detail:

@@ -6,7 +6,8 @@ once acknowledged), runs a random schedule of backups (full, atomic,
 incremental) and truncations, and makes something fail at a random moment:
 ``kill -9`` of a random actor, or a planned fault (an actor dying at its Nth
 write or fsync, at a named step of the backup sequence, or a write failing
-with ENOSPC/EIO).  Then it reopens the instance and checks DESIGN.md section 8:
+with ENOSPC/EIO).  Then it reopens the instance and checks the invariants
+(docs/ARCHITECTURE.md, "Where each invariant is enforced and tested"):
 
 - every acknowledged transaction is present, values included;
 - no transaction is half present (all of its keys or none);
@@ -14,14 +15,14 @@ with ENOSPC/EIO).  Then it reopens the instance and checks DESIGN.md section 8:
 - every backup that reported success passes ``verify_backup`` and restores to
   exactly the acknowledged transactions before its roll (and none after);
 - every backup that failed left no file of its own behind;
-- every snapshot read (DESIGN.md invariant 6): two reader processes (one
+- every snapshot read (invariant 6): two reader processes (one
   ``kill -9``-ed) report what each snapshot held of the clients' transactions,
   and two workers of the isolation checker (tools/isolation_check.py, one
   ``kill -9``-ed) log random transactions, checked against the committed writes
   and their LSNs, outcomes left unknown by a kill settled from the log.
 
 Beside the faults, a trial may run next to CPU-bound neighbour processes (one
-or three per core), and its schedule includes the edges of DESIGN.md section 6:
+or three per core), and its schedule includes the edges of backup and restore:
 - a backup started by a client process that is ``kill -9``-ed while its status
   callback runs: that backup either completed (then it restores exactly) or left
   nothing behind;
@@ -33,7 +34,8 @@ or three per core), and its schedule includes the edges of DESIGN.md section 6:
   every acknowledged commit, or fails naming a gap (truncations between backups
   remove the generations an older backup would need), never "succeeds" short.
 
-It prints counts and exits 1 on any violation.  CI runs a few seeded trials;
+It prints the seed first (``--seed`` replays a campaign), then a line per trial and
+the counts, and exits 3 on any violation.  CI runs a few seeded trials;
 ``--seconds``/``--trials`` run long campaigns.
 """
 
@@ -60,7 +62,15 @@ from jetstore.engine.log_reader import LogReader
 from jetstore.engine.manifest_format import MANIFEST
 from jetstore.engine.storage import LOG_DIR
 from jetstore.protocol.schema import to_buffer_manager
-from jetstore.tools import isolation_check
+from jetstore.tools import exit_codes, isolation_check
+from jetstore.tools.arguments import (
+    epilog,
+    instance_directory,
+    output_file,
+    positive_float,
+    positive_int,
+)
+from jetstore.tools.output import text_aside, write_report
 
 OPTIONS = {"log_file_size": 64 << 10}
 SPINNER = "while True: pass"
@@ -555,7 +565,7 @@ class Trial:
 
     def check_snapshots(self) -> None:
         """Each reader's snapshot held exactly the acknowledged commits at or below its
-        LSN, whole, and read the same twice (DESIGN.md invariant 6)."""
+        LSN, whole, and read the same twice (invariant 6)."""
         for report in self.snapshots_read:
             if report[:1] == ["anomaly"] and len(report) == 2:
                 self.violations.append(f"a reader saw {report[1].replace('_', ' ')}")
@@ -810,17 +820,49 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "torture",
         help="randomized crash and fault campaign checked against an oracle",
-        description=__doc__.split("\n\n")[1],
+        description=__doc__.split("\n\n", 1)[1].rsplit("\n\n", 1)[0],
+        epilog=epilog(
+            "jetstore torture /tmp/torture --trials 5",
+            "jetstore torture /tmp/torture --seconds 600 --seed 214 --json-file report.json",
+            "jetstore torture /tmp/torture --open-close 200",
+            codes="Exit codes: 0 no violation, 1 the campaign could not run, 2 usage, "
+            "3 violations found (each printed as VIOLATION).",
+        ),
     )
-    parser.add_argument("dir", help="scratch directory for the trials")
-    parser.add_argument("--trials", type=int, help="number of trials")
-    parser.add_argument("--seconds", type=float, help="run for this long")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--clients", type=int, default=3)
-    parser.add_argument("--json", help="write the counts and violations to this file")
+    parser.add_argument(
+        "dir",
+        type=instance_directory,
+        help="scratch directory for the trials (created if missing; trialN/ inside it "
+        "are replaced)",
+    )
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--trials", type=positive_int, help="number of trials (default 5)")
+    length.add_argument("--seconds", type=positive_float, help="run trials for this long")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="seed of the campaign's random choices (default: a new one, printed first)",
+    )
+    parser.add_argument(
+        "--clients",
+        type=positive_int,
+        default=3,
+        help="committing client processes per trial (default 3)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the report as one JSON document on stdout (the text goes to stderr)",
+    )
+    parser.add_argument(
+        "--json-file",
+        type=output_file,
+        metavar="FILE",
+        help="write the counts and violations to this file",
+    )
     parser.add_argument(
         "--open-close",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="instead: open and close an instance N times and check that "
         "nothing leaks (descriptors, threads, memory, processes)",
@@ -829,34 +871,25 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.open_close:
-        report = open_close_cycles(args.dir, args.open_close)
-        growth = report["rss_kb_per_cycle_after_warm_up"]
-        print(f"RSS after the warm-up: {growth:+.2f} KB per cycle")
-        for leak in report["leaks"]:
-            print(f"LEAK {leak}")
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(report, f, indent=2)
-        return 1 if report["leaks"] else 0
-    trials = args.trials if args.trials or args.seconds else 5
-    report = run_campaign(
-        args.dir, trials=trials, seconds=args.seconds, seed=args.seed, clients=args.clients
-    )
-    for name, count in sorted(report["counts"].items()):
-        print(f"  {name:45s} {count}")
-    print(f"  {'violations':45s} {len(report['violations'])}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
-    return 1 if report["violations"] else 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="jetstore")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    return run(parser.parse_args(["torture", *(argv or sys.argv[1:])]))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    with text_aside(args.json):
+        if args.open_close:
+            report = open_close_cycles(args.dir, args.open_close)
+            growth = report["rss_kb_per_cycle_after_warm_up"]
+            print(f"RSS after the warm-up: {growth:+.2f} KB per cycle")
+            for leak in report["leaks"]:
+                print(f"LEAK {leak}")
+            failed = bool(report["leaks"])
+        else:
+            seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
+            print(f"seed {seed} (replay with --seed {seed})", flush=True)
+            trials = args.trials if args.trials or args.seconds else 5
+            report = run_campaign(
+                args.dir, trials=trials, seconds=args.seconds, seed=seed, clients=args.clients
+            )
+            report["seed"] = seed
+            for name, count in sorted(report["counts"].items()):
+                print(f"  {name:45s} {count}")
+            print(f"  {'violations':45s} {len(report['violations'])}")
+            failed = bool(report["violations"])
+    write_report(report, args.json, args.json_file)
+    return exit_codes.DAMAGED if failed else exit_codes.OK

@@ -1,0 +1,111 @@
+"""What every ``jetstore`` command line shares: the parser class, argument types that
+check paths and numbers before any work starts, and the help epilog.
+
+A bad argument is a usage error - one line naming the argument and the value, a
+pointer to ``--help``, exit code 2 - never a traceback and never a run that
+"succeeds" with nothing done (``--trials -1``, a missing path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from collections.abc import Callable
+
+from jetstore.tools import exit_codes
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse with click's manners: a usage error is one line and a pointer to --help."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        # A subcommand's parser is run through parse_known_args: refusing what it does
+        # not know here names that subcommand, not the top-level command.
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+    def error(self, message: str):
+        self.exit(exit_codes.USAGE, f"{self.prog}: error: {message}\nsee '{self.prog} --help'\n")
+
+
+def epilog(*examples: str, codes: str = exit_codes.EPILOG) -> str:
+    """The end of a command's --help: examples, then its exit codes."""
+    lines = ["examples:", *(f"  {example}" for example in examples)]
+    return "\n".join(lines) + "\n\n" + codes
+
+
+def existing_directory(path: str) -> str:
+    if not os.path.exists(path):
+        raise argparse.ArgumentTypeError(f"{path}: no such directory")
+    if not os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"{path}: not a directory")
+    return path
+
+
+def existing_path(path: str) -> str:
+    if not os.path.exists(path):
+        raise argparse.ArgumentTypeError(f"{path}: no such file or directory")
+    return path
+
+
+def instance_directory(path: str) -> str:
+    """A directory that exists, or that can be created in a directory that exists:
+    ``serve /nonexistent/deep/dir`` must not build a whole tree from a typo."""
+    if os.path.exists(path):
+        return existing_directory(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise argparse.ArgumentTypeError(
+            f"{path}: its parent {parent} does not exist (create it first)"
+        )
+    return path
+
+
+def new_directory(path: str) -> str:
+    """A directory to be created (a restore's destination): missing or empty."""
+    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+        raise argparse.ArgumentTypeError(f"{path}: exists and is not an empty directory")
+    return instance_directory(path)
+
+
+def output_file(path: str) -> str:
+    """A file written at the end of a run, checked before the run rather than after it."""
+    if os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"{path}: is a directory, not a file")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise argparse.ArgumentTypeError(f"{path}: no such directory {parent}")
+    if not os.access(path if os.path.exists(path) else parent, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{path}: not writable")
+    return path
+
+
+def number(kind: Callable, low: float, what: str) -> Callable[[str], float]:
+    """An argument type: a ``kind`` (int or float) of at least ``low``."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text} is not {what}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+positive_int = number(int, 1, "a positive whole number")
+non_negative_int = number(int, 0, "zero or more")
+positive_float = number(float, 1e-9, "a positive number")
+non_negative_float = number(float, 0, "zero or more")

@@ -1,0 +1,7 @@
+"""``python -m jetstore.tools.corrupt``: the ``jetstore corrupt`` command."""
+
+import sys
+
+from jetstore.tools.corrupt.command import main
+
+sys.exit(main())
