@@ -149,6 +149,17 @@ def ensure_server_keys(path: str) -> tuple[bytes, bytes]:
         ) from exc
 
 
+def check_tcp_endpoint(endpoint: str) -> None:
+    """The only tcp endpoint the control socket serves: tcp://127.0.0.1:PORT (1-65535)."""
+    prefix = "tcp://127.0.0.1:"
+    port = endpoint[len(prefix) :] if endpoint.startswith(prefix) else ""
+    if not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise JetError(
+            "JET_errInvalidParameter",
+            f"control endpoint {endpoint}: only tcp://127.0.0.1:PORT, PORT from 1 to 65535",
+        )
+
+
 class ControlServer(threading.Thread):
     def __init__(
         self,
@@ -171,11 +182,7 @@ class ControlServer(threading.Thread):
         self.commit_samples: list[tuple[float, int]] = []
         self.tasks: list[threading.Thread] = []  # background commands (backups) running
         if tcp_endpoint is not None:
-            if not tcp_endpoint.startswith("tcp://127.0.0.1:"):
-                raise JetError(
-                    "JET_errInvalidParameter",
-                    f"control endpoint {tcp_endpoint}: only tcp://127.0.0.1:PORT",
-                )
+            check_tcp_endpoint(tcp_endpoint)
             if not zmq.has("curve"):
                 raise JetError(
                     "JET_errFeatureNotAvailable",

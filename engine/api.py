@@ -18,12 +18,12 @@ from collections.abc import Callable
 import psutil
 import zmq
 
-from jetstore.actors.control import ControlServer
+from jetstore.actors.control import ControlServer, check_tcp_endpoint
 from jetstore.actors.supervisor import Supervisor
 from jetstore.protocol.channel import Channel
 from jetstore.protocol.schema import Request, to_backup, to_buffer_manager
 
-from .backup import Progress
+from .backup import Progress, backup_manifest_in
 from .client import Session
 from .errors import InvalidArgumentTypeError, JetError
 from .fileio import fspath, io_error
@@ -253,8 +253,17 @@ class Instance(_Attached):
                     "JET_errInvalidParameter",
                     f"{name} must be {article} {kind.__name__}, not {value!r}",
                 )
+        if control is not None:
+            check_tcp_endpoint(control)  # before anything is created
         if os.path.exists(path) and not os.path.isdir(path):
             raise JetError("JET_errInvalidPath", f"{path} exists and is not a directory")
+        manifest = backup_manifest_in(path)
+        if manifest is not None:  # recovery would rewrite the backup's files
+            raise JetError(
+                "JET_errSoftRecoveryOnBackupDatabase",
+                f"{path} holds a backup ({manifest}): opening it would change it; restore it"
+                " into a new directory instead (restore(), jetstore restore)",
+            )
         if not os.path.isdir(path):
             if not create:
                 raise JetError("JET_errDatabaseNotFound", f"no instance at {path}")

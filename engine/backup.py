@@ -455,6 +455,15 @@ def read_manifest(directory: str) -> dict | None:
     return manifest_format.decode(raw, path)
 
 
+def backup_manifest_in(path: str) -> str | None:
+    """The MANIFEST that makes ``path`` a backup directory (its own, new/'s or old/'s)."""
+    for candidate in (path, os.path.join(path, ATOMIC_NEW), os.path.join(path, ATOMIC_OLD)):
+        manifest = os.path.join(candidate, manifest_format.MANIFEST)
+        if os.path.isfile(manifest):
+            return manifest
+    return None
+
+
 def locate_backup(path: str) -> tuple[str, dict]:
     """The directory holding a complete backup: DEST, DEST/new or DEST/old, in that order."""
     if not os.path.isdir(path):

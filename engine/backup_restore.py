@@ -9,6 +9,7 @@ to open, and running the same restore again completes it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -174,10 +175,16 @@ def restore(
             f"log directory {fspath(log_dir)} holds no log generation to roll forward"
             " through (leave it out to restore the backup alone)",
         )
+    inside = os.path.realpath(dest_dir)
+    if inside.startswith(os.path.realpath(fspath(backup_dir)) + os.sep):
+        raise JetError(
+            "JET_errInvalidPath", f"{dest_dir} is inside the backup {fspath(backup_dir)}"
+        )
     resuming = _check_destination(dest_dir, manifest)
     checked = verify_backup(backup_dir, status=report)
     dest_db, dest_logs = os.path.join(dest_dir, DB_FILE), os.path.join(dest_dir, LOG_DIR)
     ours = resuming or not os.path.isdir(dest_logs)  # an empty logs/ there stays
+    created = not os.path.exists(dest_dir)
     if resuming:  # the interrupted restore's files: this run starts it over
         remove_if_present(dest_db)
         shutil.rmtree(dest_logs, ignore_errors=True)
@@ -218,6 +225,9 @@ def restore(
         if ours:
             shutil.rmtree(dest_logs, ignore_errors=True)
         remove_if_present(os.path.join(dest_dir, restore_marker_format.RESTORE_MARKER))
+        if created:
+            with contextlib.suppress(OSError):  # only if nothing else arrived there
+                os.rmdir(dest_dir)
         raise
     report(Progress("complete", "restore", total, total))
     return {
@@ -267,6 +277,17 @@ def _roll_forward(env: Env, manifest: dict, log_dir: str, dest_logs: str) -> lis
     present = list_generations(env, log_dir)
     signature = bytes.fromhex(manifest["log_signature"])
     following = [g for g in present if g > manifest["gen_high"]]
+    if present and not following:
+        # Nothing to roll forward through: still, a directory of another stream's log
+        # means the wrong directory was given, not that no commit came after the backup.
+        found = _signature_of(env, log_dir, present[-1])
+        if found != signature:
+            raise JetError(
+                "JET_errGivenLogFileHasBadSignature",
+                f"{os.path.join(log_dir, generation_file_name(present[-1]))}: the log in"
+                f" {log_dir} is stream {found.hex()}, not the backup's {signature.hex()}:"
+                " is it this database's log directory?",
+            )
     rolled = []
     for generation in following:
         if generation != manifest["gen_high"] + 1 + len(rolled):

@@ -38,7 +38,7 @@ from .claim_format import CLAIM_FILE, DestinationClaim, new_token
 from .errors import JetError
 from .events_format import EventLog
 from .fileio import Env
-from .log_format import RECORDS_START, lsn_gen, make_lsn
+from .log_format import RECORDS_START, lsn_gen, make_lsn, parse_generation_file_name
 from .meta_format import BackupRecord, Meta
 from .run_marker_format import RunMarker
 from .storage import DB_FILE, LOG_DIR
@@ -440,6 +440,8 @@ def claim_destination(
         if claim.left is not None:
             events.emit("backup-claim-stale", dest=dest, pid=claim.left.get("pid"))
             undo_written(env, events, dest, claim.left.get("state") or {})
+        if atomic:
+            check_atomic_destination(dest)
         if kind == "full" and not atomic and set(os.listdir(dest)) - {CLAIM_FILE}:
             raise JetError(
                 "JET_errBackupDirectoryNotEmpty",
@@ -539,6 +541,42 @@ def make_destination(dest: str, create_path: bool) -> None:
             os.makedirs(dest)
         except OSError as exc:
             raise JetError("JET_errInvalidPath", f"cannot create {dest}: {exc.strerror}") from None
+
+
+def check_atomic_destination(dest: str) -> None:
+    """An atomic backup writes temp/ and new/ in DEST and replaces old/: refuse a DEST
+    where those names hold something else, so that the swap deletes nothing it did not
+    write, and a DEST holding a plain backup, which a restore would find before new/.
+    Other files there are left alone."""
+    problems = []
+    if os.path.exists(os.path.join(dest, manifest_format.MANIFEST)):
+        problems.append("a plain backup (its MANIFEST), which a restore would find first")
+    for name in (steps.ATOMIC_TEMP, steps.ATOMIC_NEW, steps.ATOMIC_OLD):
+        path = os.path.join(dest, name)
+        if name == steps.ATOMIC_TEMP and os.path.lexists(path):
+            if not _holds_only_backup_files(path):
+                problems.append(f"{name}/, holding files no backup writes")
+        elif name != steps.ATOMIC_TEMP and os.path.lexists(path):
+            if not os.path.isfile(os.path.join(path, manifest_format.MANIFEST)):
+                problems.append(f"{name}/, which is not a complete jetstore backup")
+    if problems:
+        raise JetError(
+            "JET_errBackupDirectoryNotEmpty",
+            f"{dest} holds {'; '.join(problems)}: give an atomic backup an empty directory"
+            " or one an atomic backup wrote",
+        )
+
+
+def _holds_only_backup_files(path: str) -> bool:
+    """A failed atomic backup's temp/ (which the next one replaces), not someone's folder."""
+    if not os.path.isdir(path) or os.path.islink(path):
+        return False
+    if not set(os.listdir(path)) <= {DB_FILE, LOG_DIR, manifest_format.MANIFEST}:
+        return False
+    logs = os.path.join(path, LOG_DIR)
+    return not os.path.exists(logs) or all(
+        parse_generation_file_name(name) is not None for name in os.listdir(logs)
+    )
 
 
 def chain_directory(dest: str, info: dict) -> tuple[str, dict]:

@@ -252,6 +252,7 @@ FAMILIES: dict[type[JetError], tuple[str, ...]] = {
         "JET_errDatabaseCorrupted",
         "JET_errLogCorrupted",
         "JET_errBadBackupDatabaseSize",
+        "JET_errMissingRestoreLogFiles",
     ),
     InstanceUnavailableError: (
         "JET_errTermInProgress",
@@ -282,6 +283,7 @@ FAMILIES: dict[type[JetError], tuple[str, ...]] = {
         "JET_errBackupAbortByCaller",
         "JET_errBackupAbortByServer",
         "JET_errSurrogateBackupInProgress",
+        "JET_errSoftRecoveryOnBackupDatabase",
     ),
     SnapshotTooOldError: ("JET_errVersionStoreOutOfMemory",),
     InvalidArgumentError: (

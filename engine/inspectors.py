@@ -1,4 +1,6 @@
 """Inspectors: what ``esentutl /mh`` and ``/k`` print, as data (``dump_log`` is ``/ml``).
+LSNs and times are numbers here; the command line prints them as text
+(tools/output.py).
 
 They read files directly and never change them, so they work on a live
 instance's directory, on a backup and on a damaged file alike; damage is
@@ -8,12 +10,10 @@ reported, not raised, except where nothing at all can be read.
 from __future__ import annotations
 
 import os
-import time
 
 from .database_file import read_meta
 from .errors import JetError
 from .fileio import DEFAULT_ENV, Env
-from .log_format import format_lsn
 from .meta_format import FIRST_DATA_PAGE, META_SLOTS, STATE_NAMES, BackupRecord, Meta
 from .page_format import (
     PAGE_BAD_CHECKSUM,
@@ -32,18 +32,14 @@ def database_path(path: str) -> str:
     return os.path.join(path, DB_FILE) if os.path.isdir(path) else path
 
 
-def _time(ns: int) -> str | None:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ns / 1e9)) + " UTC" if ns else None
-
-
 def _backup(record: BackupRecord) -> dict | None:
     if not record.present:
         return None
     return {
-        "time": _time(record.time_ns),
+        "time_ns": record.time_ns,
         "gen_low": record.gen_low,
         "gen_high": record.gen_high,
-        "mark": format_lsn(record.lsn_mark),
+        "lsn_mark": record.lsn_mark,
         "backup_id": record.backup_id.hex(),
     }
 
@@ -55,14 +51,14 @@ def describe_meta(meta: Meta) -> dict:
         "state": STATE_NAMES.get(meta.state, str(meta.state)),
         "db_signature": meta.db_signature.hex(),
         "log_signature": meta.log_signature.hex(),
-        "checkpoint_lsn": format_lsn(meta.checkpoint_lsn),
+        "checkpoint_lsn": meta.checkpoint_lsn,
         "page_count": meta.page_count,
         "free_pages": meta.freelist_count,
         "catalog_root": meta.catalog_root,
         "freelist_root": meta.freelist_root,
         "flags": meta.flags,
         "log_file_size": meta.log_file_size,
-        "created": _time(meta.created_ns),
+        "created_time_ns": meta.created_ns,
         "last_full_backup": _backup(meta.last_full),
         "last_incremental_backup": _backup(meta.last_incremental),
     }

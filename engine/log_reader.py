@@ -479,27 +479,31 @@ class LogReader:
 def dump_log(path: str, env: Env | None = None) -> dict:
     """Verify one generation file or a whole logs directory and describe it (esentutl /ml).
 
-    Never raises JetError: a damaged log is reported under "integrity" and "error", and the
-    generations the error kept from being verified are listed with their header alone, or with
-    the error reading it.
+    A damaged log is reported under "integrity" and "error", and the generations the
+    error kept from being verified are listed with their header alone, or with the error
+    reading it; a path that holds no log at all raises JetError (a wrong path is not
+    damage).
     """
     env = env or DEFAULT_ENV
     is_dir = os.path.isdir(path)
     reader = LogReader(env, path if is_dir else os.path.dirname(path) or ".")
+    if is_dir:
+        selected = reader.generations()
+        if not selected:
+            raise JetError("JET_errFileNotFound", f"{path}: no log generation file in it")
+    else:
+        generation = parse_generation_file_name(os.path.basename(path))
+        if generation is None:
+            raise JetError(
+                "JET_errInvalidParameter", f"{path}: not named like a log generation file"
+            )
+        selected = [generation]
     report: dict = {"path": path, "integrity": "ok", "error": None, "end_lsn": None, "torn": None}
-    selected: list[int] = []
     try:
         if is_dir:
-            selected = reader.generations()
             for _record in reader.records(0):
                 pass
         else:
-            generation = parse_generation_file_name(os.path.basename(path))
-            if generation is None:
-                raise JetError(
-                    "JET_errInvalidParameter", f"{path}: not named like a log generation file"
-                )
-            selected = [generation]
             reader.verify_generation(generation)
         report.update(end_lsn=reader.end_lsn, torn=reader.torn)
     except JetError as exc:

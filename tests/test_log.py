@@ -656,8 +656,19 @@ def test_dump_log_reports_corruption_instead_of_raising(four_generations):
     first, second, *rest = report["generations"]
     assert first["verified"] and not second["verified"] and not rest[0]["verified"]
     assert second["create_time_ns"] > 0  # the header alone is still described
-    report = dump_log(os.path.join(logs_dir, "notalog.log"))
-    assert report["error"]["name"] == "JET_errInvalidParameter"
+
+
+def test_dump_log_of_a_path_holding_no_log_raises_rather_than_reporting_damage(
+    four_generations, tmp_path
+):
+    logs_dir, _records = four_generations
+    with pytest.raises(JetError) as not_a_log:
+        dump_log(os.path.join(logs_dir, "notalog.log"))
+    assert not_a_log.value.name == "JET_errInvalidParameter"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(JetError) as empty:
+        dump_log(str(tmp_path / "empty"))
+    assert empty.value.name == "JET_errFileNotFound" and "empty" in empty.value.message
 
 
 # -- crashes -------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ import math
 import os
 from collections.abc import Callable
 
+from jetstore.actors.control import check_tcp_endpoint
+from jetstore.engine.errors import JetError
 from jetstore.tools import exit_codes
 
 
@@ -87,8 +89,17 @@ def output_file(path: str) -> str:
     return path
 
 
-def number(kind: Callable, low: float, what: str) -> Callable[[str], float]:
-    """An argument type: a ``kind`` (int or float) of at least ``low``."""
+def control_endpoint(endpoint: str) -> str:
+    """``serve --control``: checked as the control server checks it, before any work."""
+    try:
+        check_tcp_endpoint(endpoint)
+    except JetError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+    return endpoint
+
+
+def number(kind: Callable, low: float, what: str, high: float = math.inf) -> Callable[[str], float]:
+    """An argument type: a ``kind`` (int or float) from ``low`` to ``high``."""
 
     def parse(text: str):
         try:
@@ -97,7 +108,7 @@ def number(kind: Callable, low: float, what: str) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"{text} is not a finite number")
-        if value < low:
+        if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"{text} is not {what}")
         return value
 

@@ -12,11 +12,13 @@ from jetstore.engine.errors import CorruptionError, JetError
 from jetstore.tools import corrupt, ctl, exit_codes, keygen, load, torture
 from jetstore.tools.arguments import (
     CommandParser,
+    control_endpoint,
     epilog,
+    existing_directory,
     existing_path,
     instance_directory,
     new_directory,
-    non_negative_float,
+    number,
 )
 from jetstore.tools.output import print_data
 from jetstore.tools.progress import status_callback
@@ -126,9 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--seconds",
-        type=non_negative_float,
+        type=number(float, 0, "from 0 to 3600 seconds", high=3600),
         default=2.5,
-        help="length of each writing phase (default 2.5)",
+        help="length of each writing phase, up to an hour (default 2.5)",
     )
     demo.set_defaults(func=cmd_demo)
 
@@ -146,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
             "jetstore restore /backups/db restored --json",
         ),
     )
-    restore.add_argument("backup", type=existing_path, help="the backup directory")
+    restore.add_argument("backup", type=existing_directory, help="the backup directory")
     restore.add_argument(
         "dest",
         type=instance_directory,
@@ -155,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     restore.add_argument(
         "--log-dir",
-        type=existing_path,
+        type=existing_directory,
         help="roll forward with the log generations in this directory (the live instance's "
         "logs/, or a copy of it)",
     )
@@ -169,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         "holds and every log record and generation link.",
         epilog=epilog("jetstore verify-backup /backups/db", "jetstore verify-backup bk --json"),
     )
-    verify.add_argument("backup", type=existing_path, help="the backup directory")
+    verify.add_argument("backup", type=existing_directory, help="the backup directory")
     verify.add_argument("--json", action="store_true", help="print the result as JSON")
     verify.set_defaults(func=cmd_verify_backup)
 
@@ -190,12 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--json", action="store_true", help="print the endpoints as JSON")
     serve.add_argument(
         "--control",
+        type=control_endpoint,
         metavar="EP",
         help="also serve the control socket on tcp://127.0.0.1:PORT (CURVE; "
         "see 'jetstore keygen --help')",
     )
     serve.add_argument(
         "--backup-root",
+        type=existing_directory,
         action="append",
         default=[],
         metavar="PATH",

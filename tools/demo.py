@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import tempfile
 import time
 
@@ -26,27 +27,36 @@ from jetstore.tools.progress import status_callback
 
 CLIENTS = 3
 PHASE_SECONDS = 2.5
+CLIENT_START_TIMEOUT_S = 60.0
+CLIENT_EXIT_TIMEOUT_S = 5.0
 
 
 def value_for(key: bytes) -> bytes:
     return hashlib.blake2b(key, digest_size=32).digest() * 8  # 256 bytes, checkable
 
 
-def client(path: str, name: str, stop, results) -> None:
-    """Commit until told to stop; send back (key, lsn after the commit record) pairs."""
-    from jetstore.engine import connect
+def client(path: str, name: str, stop, started, results) -> None:
+    """Commit until told to stop; say so after the first commit; send back (key, lsn
+    after the commit record) pairs.  Ctrl-C is the demo's to handle, not each client's."""
+    from jetstore.engine import InstanceUnavailableError, connect
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     attached = connect(path)
     session = attached.session()
     acked, i = [], 0
-    while not stop.is_set():
-        keys = [b"%s-%07d-%d" % (name.encode(), i, n) for n in range(4)]
-        session.begin()
-        for key in keys:
-            session.put("demo", key, value_for(key))
-        lsn = session.commit()
-        acked.extend((key, lsn) for key in keys)
-        i += 1
+    try:
+        while not stop.is_set():
+            keys = [b"%s-%07d-%d" % (name.encode(), i, n) for n in range(4)]
+            session.begin()
+            for key in keys:
+                session.put("demo", key, value_for(key))
+            lsn = session.commit()
+            acked.extend((key, lsn) for key in keys)
+            if i == 0:
+                started.put(name)
+            i += 1
+    except InstanceUnavailableError:
+        return  # the demo ended early (an error, Ctrl-C) and closed the instance
     results.put(acked)
     attached.close()
 
@@ -75,24 +85,38 @@ def check(restored_dir: str, acked: dict[bytes, int], roll_lsn: int) -> tuple[in
 
 def run_demo(directory: str | None, *, seconds: float = PHASE_SECONDS) -> int:
     scratch = directory or tempfile.mkdtemp(prefix="jetstore-demo-")
+    try:
+        code = _run_demo(scratch, directory is None, seconds)
+    except BaseException:
+        if directory is None:  # ours: an interrupted or failed demo leaves nothing behind
+            shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    if directory is None:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return code
+
+
+def _run_demo(scratch: str, temporary: bool, seconds: float) -> int:
     paths = {
         name: os.path.join(scratch, name)
         for name in ("instance", "backup", "restored-full", "restored-incremental")
     }
-    os.makedirs(paths["backup"], exist_ok=directory is None)
+    os.makedirs(paths["backup"], exist_ok=temporary)
     context = multiprocess.get_context("spawn")
-    stop, results = context.Event(), context.Queue()
+    stop, started, results = context.Event(), context.Queue(), context.Queue()
     began = time.perf_counter()
     inst = Instance.open(paths["instance"])
+    clients = [
+        context.Process(target=client, args=(paths["instance"], f"c{n}", stop, started, results))
+        for n in range(CLIENTS)
+    ]
     try:
         inst.session().create_table("demo")
         print(f"instance {paths['instance']}: {CLIENTS} client processes committing")
-        clients = [
-            context.Process(target=client, args=(paths["instance"], f"c{n}", stop, results))
-            for n in range(CLIENTS)
-        ]
         for process in clients:
             process.start()
+        for _ in clients:  # every client has committed: the full backup has work to show
+            started.get(timeout=CLIENT_START_TIMEOUT_S)
         time.sleep(seconds)
         print("full online backup while the clients write:")
         full, full_s = backup_with_progress(inst, paths["backup"])
@@ -109,7 +133,17 @@ def run_demo(directory: str | None, *, seconds: float = PHASE_SECONDS) -> int:
             process.join()
         commits = inst.status()["buffer_manager"]["commits"]
     finally:
+        stop.set()
         inst.close()
+        # After a failure nobody reads the clients' results, and a child whose queue
+        # is not drained never exits: give them a moment, then end them.
+        deadline = time.monotonic() + CLIENT_EXIT_TIMEOUT_S
+        for process in clients:
+            if process.pid is not None:
+                process.join(max(0.0, deadline - time.monotonic()))
+                if process.is_alive():
+                    process.kill()
+                    process.join()
     restore_started = time.perf_counter()
     restore(paths["backup"], paths["restored-incremental"])
     incremental_restore_s = time.perf_counter() - restore_started
@@ -138,6 +172,4 @@ def run_demo(directory: str | None, *, seconds: float = PHASE_SECONDS) -> int:
         for problem in problems:
             print(f"MISMATCH in the {label} restore: {problem}")
     print(f"total:              {time.perf_counter() - began:.1f} s")
-    if directory is None:
-        shutil.rmtree(scratch, ignore_errors=True)
     return exit_codes.DAMAGED if problems_full or problems_inc else exit_codes.OK

@@ -57,7 +57,7 @@ def _print_human(data, indent: int) -> None:
                 print(f"{pad}{key}:")
                 _print_human(value, indent + 1)
             else:
-                print(f"{pad}{key}: {value}")
+                print(f"{pad}{key}: {'-' if value is None else value}")
     elif isinstance(data, list):
         for item in data:
             if isinstance(item, dict):

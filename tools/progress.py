@@ -96,7 +96,7 @@ class ProgressDisplay:
             self.bar.total = self.total
         self.bar.n = self.done
         self.bar.set_postfix_str(self.detail, refresh=False)
-        self.bar.refresh()
+        self.bar.update(0)  # redrawn at most every mininterval (0.1 s), as tqdm paces it
 
     def _title(self) -> str:
         return self.label if self.phase == self.label else f"{self.label} {self.phase}"

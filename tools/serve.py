@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import threading
 
 from jetstore.engine import Instance
+from jetstore.tools import exit_codes
 
 FAILURE_POLL_S = 0.2
 
@@ -49,12 +51,13 @@ def serve(
                     break  # shut down over the control socket
                 failure = inst._health()
                 if failure is not None:
-                    print(f"jetstore: instance failed: {failure}", flush=True)
-                    return 1
+                    print(f"jetstore serve: instance failed: {failure}", file=sys.stderr)
+                    return exit_codes.FAILED
         finally:
             inst.close()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    print("jetstore: stopped cleanly", flush=True)
-    return 0
+    # With --json, stdout holds the one document of the endpoints and nothing else.
+    print("jetstore serve: stopped cleanly", file=sys.stderr if as_json else sys.stdout)
+    return exit_codes.OK
