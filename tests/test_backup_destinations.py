@@ -31,12 +31,17 @@ def instance(tmp_path):
         yield inst
 
 
-@pytest.mark.parametrize("atomic", [False, True], ids=["plain", "atomic"])
-def test_opening_a_backup_directory_is_refused_and_leaves_it_verifying(tmp_path, instance, atomic):
+def backed_up(tmp_path, instance, **kind):
+    """A backup of ``instance`` in tmp_path/bk, and its files as they are now."""
     backup = tmp_path / "bk"
     backup.mkdir()
-    instance.backup(backup, atomic=atomic)
-    before = tree(backup)
+    instance.backup(backup, **kind)
+    return backup, tree(backup)
+
+
+@pytest.mark.parametrize("atomic", [False, True], ids=["plain", "atomic"])
+def test_opening_a_backup_directory_is_refused_and_leaves_it_verifying(tmp_path, instance, atomic):
+    backup, before = backed_up(tmp_path, instance, atomic=atomic)
     with pytest.raises(BackupError) as refused:
         Instance.open(backup)
     assert refused.value.err == -544 and "MANIFEST" in refused.value.message
@@ -45,10 +50,7 @@ def test_opening_a_backup_directory_is_refused_and_leaves_it_verifying(tmp_path,
 
 
 def test_an_atomic_backup_refuses_a_directory_holding_a_plain_backup(tmp_path, instance):
-    backup = tmp_path / "bk"
-    backup.mkdir()
-    instance.backup(backup)
-    before = tree(backup)
+    backup, before = backed_up(tmp_path, instance)
     with pytest.raises(BackupError) as refused:
         instance.backup(backup, atomic=True)
     assert refused.value.err == -504 and "MANIFEST" in refused.value.message
@@ -78,9 +80,7 @@ def test_atomic_backups_still_replace_each_other(tmp_path, instance):
 
 
 def test_a_restore_through_another_instances_log_is_refused_not_rolled_past(tmp_path, instance):
-    backup = tmp_path / "bk"
-    backup.mkdir()
-    instance.backup(backup)
+    backup, _files = backed_up(tmp_path, instance)
     with Instance.open(tmp_path / "other") as other:  # its generations: all below ours
         other.session().create_table("x")
     with pytest.raises(JetError) as refused:
@@ -90,10 +90,7 @@ def test_a_restore_through_another_instances_log_is_refused_not_rolled_past(tmp_
 
 
 def test_a_restore_into_the_backup_itself_is_refused(tmp_path, instance):
-    backup = tmp_path / "bk"
-    backup.mkdir()
-    instance.backup(backup)
-    before = tree(backup)
+    backup, before = backed_up(tmp_path, instance)
     with pytest.raises(JetError) as refused:
         restore(backup, backup / "sub")
     assert refused.value.err == -1023 and "inside the backup" in refused.value.message
