@@ -322,7 +322,13 @@ class LogReader:
             raise JetError(
                 "JET_errBadLogVersion",
                 f"{at_offset(path, VERSION_OFFSET)}: log format version {version}, "
-                f"this engine reads version {FORMAT_VERSION}",
+                f"this engine reads version {FORMAT_VERSION}"
+                + (
+                    " (an older jetstore wrote it: recover it with that version and take"
+                    " a new full backup with this one)"
+                    if version < FORMAT_VERSION
+                    else ""
+                ),
             )
         if not header_crc_ok(block):
             raise JetError(

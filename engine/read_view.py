@@ -143,7 +143,7 @@ class Overlay:
     def add(self, end_lsn: int, record: redo_format.Record) -> None:
         kind, body = record
         if kind == redo_format.COMMIT:
-            for table, items in body:
+            for table, items in redo_format.commit_tables(body):
                 keys = self.keys.get(table)
                 if keys is None:
                     keys = self.keys[table] = []

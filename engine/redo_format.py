@@ -3,7 +3,10 @@
 Each payload is one msgpack array ``[kind, body]``:
 
     kind  name          body
-       1  COMMIT        [[table, [[key, value], ...]], ...]   value nil = delete
+       1  COMMIT        [commit_time_ns, [[table, [[key, value], ...]], ...]]
+                        value nil = delete; commit_time_ns: wall clock (UTC ns)
+                        when the buffer manager logged it, never below the one
+                        before it in this run (point-in-time restore stops by it)
        2  CREATE_TABLE  table
        3  DROP_TABLE    table
 
@@ -30,8 +33,17 @@ WriteSet = dict[str, dict[bytes, "bytes | None"]]
 Record = tuple[int, object]  # (kind, body), as encoded and as applied
 
 
-def commit_record(writes: WriteSet) -> Record:
-    return COMMIT, [[table, list(kv.items())] for table, kv in writes.items()]
+def commit_record(writes: WriteSet, time_ns: int) -> Record:
+    return COMMIT, [time_ns, [[table, list(kv.items())] for table, kv in writes.items()]]
+
+
+def commit_tables(body) -> list:
+    """A commit's writes: [[table, [[key, value], ...]], ...]."""
+    return body[1]
+
+
+def commit_time_ns(body) -> int:
+    return body[0]
 
 
 def encode(record: Record) -> bytes:
@@ -46,4 +58,8 @@ def decode(payload: bytes, where: str) -> Record:
         raise JetError("JET_errLogCorrupted", f"{where}: undecodable redo record: {exc}") from exc
     if kind not in KIND_NAMES:
         raise JetError("JET_errLogCorrupted", f"{where}: unknown redo record kind {kind!r}")
+    if kind == COMMIT and not (
+        type(body) is list and len(body) == 2 and type(body[0]) is int and type(body[1]) is list
+    ):
+        raise JetError("JET_errLogCorrupted", f"{where}: a commit record without its time")
     return kind, body

@@ -20,6 +20,7 @@ redo record from the newest valid meta's checkpoint LSN on.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
@@ -71,8 +72,11 @@ class PinnedCheckpoint:
 
 
 class Storage:
+    wall_clock: Callable[[], int] = staticmethod(time.time_ns)  # commit times; tests inject
+
     def __init__(self) -> None:  # use Storage.open
         self.closed = True
+        self.last_commit_ns = 0  # the newest commit time this run wrote
 
     # -- open, create, recover --------------------------------------------
     @classmethod
@@ -324,7 +328,10 @@ class Storage:
         if self.transactions.active:  # registered transactions' snapshots may need them
             self.transactions.versions.check_room(writes)
             before = {(t, k): self.get(t, k) for t, kv in writes.items() for k in kv}
-        ticket = self._log_and_apply(redo_format.commit_record(writes), lazy)
+        # Commit times never go back within a run, whatever the wall clock does.
+        self.last_commit_ns = max(self.last_commit_ns, self.wall_clock())
+        record = redo_format.commit_record(writes, self.last_commit_ns)
+        ticket = self._log_and_apply(record, lazy)
         self.transactions.committed(writes, ticket.number if ticket else None, before)
         if ticket is not None and not self.shipping:
             self.transactions.durable(ticket.number, self.log.end_lsn)
@@ -350,7 +357,7 @@ class Storage:
         kind, body = record
         self.pager.current_lsn = lsn
         if kind == redo_format.COMMIT:
-            for table, items in body:
+            for table, items in redo_format.commit_tables(body):
                 root = self.tables.get(table)
                 if root is None:
                     raise JetError(

@@ -435,6 +435,16 @@ def test_unknown_format_version(four_generations):
     assert_error(excinfo, -514, path, 8)
 
 
+def test_a_log_of_the_previous_format_is_refused_with_what_to_do(four_generations):
+    logs_dir, _ = four_generations
+    path = gen_path(logs_dir, 1)
+    rewrite_header(path, version=FORMAT_VERSION - 1)
+    with pytest.raises(JetError) as excinfo:
+        list(LogReader(DEFAULT_ENV, logs_dir).records(0))
+    assert_error(excinfo, -514, path, 8)
+    assert "an older jetstore wrote it" in excinfo.value.message
+
+
 def test_file_size_differs_from_header(four_generations):
     logs_dir, _ = four_generations
     path = gen_path(logs_dir, 2)

@@ -140,7 +140,7 @@ def logged_commits(records) -> dict[str, int]:
         kind, body = redo_format.decode(record.payload, "the log")
         if kind != redo_format.COMMIT:
             continue
-        for table, items in body:
+        for table, items in redo_format.commit_tables(body):
             if table == TABLE:
                 found.update(
                     (value.decode(), record.end_lsn)
