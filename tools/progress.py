@@ -18,17 +18,14 @@ from typing import TextIO
 
 from tqdm import tqdm
 
+from jetstore.actors.control_commands import megabytes
+
 PLAIN_INTERVAL_S = 5.0
-MB = 1_000_000
 
 
 def is_terminal(stream: TextIO) -> bool:
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
-
-
-def megabytes(count: int) -> str:
-    return f"{count / MB:,.1f} MB"
 
 
 class ProgressDisplay:
