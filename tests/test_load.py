@@ -480,3 +480,11 @@ def test_json_prints_the_report_on_stdout_and_its_text_on_stderr(tmp_path, capsy
     out, err = capsys.readouterr()
     report = json.loads(out)  # nothing else on stdout
     assert report["overall"]["transactions"] == 200 and "jetstore (" in err
+
+
+def test_json_with_a_file_writes_the_report_there_as_the_design_spells_it(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    args = [str(tmp_path / "inst"), *FAST, "--quiet", "--transactions", "100"]
+    assert load.main([*args, "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["overall"]["transactions"] == 100
+    assert "jetstore (" in capsys.readouterr().out  # the text stays on stdout

@@ -94,9 +94,10 @@ def run(args: argparse.Namespace) -> int:
     problem = usage_problem(config)
     if problem:
         args.usage_error(problem)
-    with text_aside(args.json):
+    to_stdout = args.json is True  # a bare --json; --json FILE is a file, as in DESIGN
+    with text_aside(to_stdout):
         code, report = _load(config)
-    write_report(report, args.json, config["json_file"])
+    write_report(report, to_stdout, config["json_file"])
     return code
 
 

@@ -188,8 +188,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output and comparison")
     out.add_argument(
         "--json",
-        action="store_true",
-        help="print the report as one JSON document on stdout (the text goes to stderr)",
+        nargs="?",
+        const=True,
+        type=output_file,
+        metavar="FILE",
+        help="print the report as one JSON document on stdout (the text goes to stderr); "
+        "--json FILE writes it to FILE instead, as --json-file does",
     )
     out.add_argument(
         "--json-file",
@@ -279,7 +283,7 @@ def build_config(args: argparse.Namespace) -> dict:
         "backup_dir": os.path.abspath(args.backup_dir) if args.backup_dir else None,
         "keep_backups": args.keep_backups,
         "backup_timeout": args.backup_timeout,
-        "json_file": args.json_file,
+        "json_file": args.json_file or (args.json if isinstance(args.json, str) else None),
         "plot": args.plot,
         "compare": args.compare,
         "quiet": args.quiet,
