@@ -308,7 +308,7 @@ def test_json_document_conventions():
         "signature": b"\x01\xff",
         "commits_per_s": 12.0,
     }
-    assert ctl.json_document(reply) == {
+    assert output.json_document(reply) == {
         "checkpoint_lsn": (3 << 32) | 0x1000,
         "checkpoint_lsn_text": "(0x3,0x1000)",
         "oldest_snapshot_lsn": None,

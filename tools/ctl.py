@@ -24,7 +24,6 @@ what happened, unlike a bare "timed out":
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import textwrap
@@ -46,7 +45,7 @@ from jetstore.protocol.channel import Channel, ReplyTimeout
 from jetstore.protocol.schema import Request
 from jetstore.tools import exit_codes
 from jetstore.tools.arguments import epilog
-from jetstore.tools.output import json_document
+from jetstore.tools.output import print_data
 from jetstore.tools.progress import ProgressDisplay, is_terminal
 from jetstore.tools.sizes import SizeError, parse_size
 
@@ -272,7 +271,7 @@ def run_ctl(args: argparse.Namespace) -> int:
     if progress is not None:
         progress.close("complete")
     if args.json:
-        print(json.dumps(json_document(command.document(result, body)), indent=2, default=str))
+        print_data(command.document(result, body), as_json=True)
     else:
         print(command.describe(result, body))
     return exit_codes.OK
