@@ -16,7 +16,6 @@ It never overwrites a key file: a key already given out would stop working
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -34,6 +33,7 @@ from jetstore.actors.control import (
 from jetstore.engine.errors import JetError
 from jetstore.tools import exit_codes
 from jetstore.tools.arguments import epilog
+from jetstore.tools.output import print_data
 
 DEFAULT_NAME = "client"
 NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
@@ -235,7 +235,10 @@ def run_keygen(args: argparse.Namespace) -> int:
     except JetError as exc:  # the pair zmq.auth wrote does not load back
         print(f"jetstore keygen: {exc}", file=sys.stderr)
         return exit_codes.FAILED
-    print(json.dumps(result, indent=2) if args.json else describe(result, args.dir, args.allow))
+    if args.json:
+        print_data(result, as_json=True)
+    else:
+        print(describe(result, args.dir, args.allow))
     return exit_codes.OK
 
 

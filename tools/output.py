@@ -99,4 +99,4 @@ def write_report(report: dict, as_json: bool, json_file: str | None) -> None:
         with open(json_file, "w") as f:
             json.dump(report, f, indent=1, default=str)
     if as_json:
-        print(json.dumps(json_document(report), indent=2, default=str))
+        print_data(report, as_json=True)
