@@ -499,6 +499,7 @@ def main(config: dict) -> None:
         "end_lsn": 0,
         "generation": 0,
         "signature": storage.meta.log_signature,
+        "db_signature": storage.meta.db_signature,
         "checkpoint_lsn": storage.meta.checkpoint_lsn,
         "log_file_size": storage.log_file_size,
     }

@@ -178,7 +178,29 @@ class Status(Command):
                 f"  {'backup running':16s} {worker['kind']} {progress.get('phase', '')} "
                 f"{megabytes(progress.get('done'))} of {megabytes(progress.get('total'))}"
             )
+        lines += archive_lines(result.get("archive"))
         return "\n".join(lines)
+
+
+def archive_lines(archive: dict | None) -> list[str]:
+    """The archiver's report (engine/archiving.py Archiver.status), for people."""
+    if archive is None:
+        return [f"  {'archive':16s} off"]
+    if not archive.get("alive") or "error" in archive:
+        return [f"  {'archive':16s} archiver restarting ({archive.get('error', 'not alive')})"]
+    lines = [
+        f"  {'archive':16s} {archive['archive_dir']}: up to generation "
+        f"{archive['archived_through']}; lag {archive['lag_generations']} generation(s), "
+        f"{megabytes(archive['lag_bytes'])}, {archive['lag_seconds']:.1f} s"
+    ]
+    failure = archive.get("last_failure")
+    if failure:
+        state = "FAILING" if archive["failing"] else "last failure"
+        lines.append(
+            f"  {'archive ' + state:16s} {iso_time(failure['time_ns'])} {failure['name']} "
+            f"({failure['err']}): {failure['message']}; attempt {failure['attempts']}"
+        )
+    return lines
 
 
 class Backup(Command):

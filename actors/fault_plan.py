@@ -5,8 +5,9 @@ JETSTORE_FAULTS='{"log_writer": {"fail_write": [3, "EIO"]},
                   "buffer_manager": {"crash_message": 50},
                   "backup_worker": {"crash_at_step": "manifest-written"}}'
 
-Named steps (crash_at_step): the backup worker's BACKUP_STEPS, and "shutdown" - the
-buffer manager receiving its shutdown request.
+Named steps (crash_at_step): the backup worker's BACKUP_STEPS, the archiver's
+ARCHIVE_STEPS (engine/archiving.py), and "shutdown" - the buffer manager receiving its
+shutdown request.
 An actor reads its plan once, at start (actors/runtime.actor_setup).  Unset - in
 production - every actor uses the plain Env, and step() and message() cost one
 dictionary lookup.

@@ -1,10 +1,11 @@
 """Log writer actor: owns the log generations; group commit.
 
 Loop: wait for redo batches from the buffer manager (PULL) or a control
-request (ROUTER: roll, truncate, pin, unpin, status); take *every* batch that
+request (ROUTER: roll, truncate, pin, unpin, archived, status); take *every* batch that
 has arrived meanwhile, append them all, fdatasync once, and report each
 batch's end LSNs back (PUSH).  One fsync thus covers as many transactions as
-arrived while the previous one ran - the whole point of group commit.
+arrived while the previous one ran - the whole point of group commit.  With
+archiving on, the wait ends in time for archive_timeout's roll (logkeeper.py).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import os
 import zmq
 
 from jetstore.engine.errors import JetError
+from jetstore.engine.events_format import EventLog
 from jetstore.engine.fileio import DEFAULT_ENV
 from jetstore.engine.log_stream import LogStream
-from jetstore.engine.logkeeper import LogKeeper
+from jetstore.engine.logkeeper import ArchivePolicy, LogKeeper
 from jetstore.engine.published_format import Published
 from jetstore.engine.run_dir_format import RUN_DIR
 from jetstore.protocol import codec, schema
@@ -54,7 +56,14 @@ def main(config: dict) -> None:
         return
     host = ActorHost(cfg)
     run_dir = os.path.join(cfg.path, RUN_DIR)
-    keeper = LogKeeper(stream, options["checkpoint_lsn"], Published(run_dir))
+    archiving = options.get("archiving")
+    keeper = LogKeeper(
+        stream,
+        options["checkpoint_lsn"],
+        Published(run_dir),
+        archiving=None if archiving is None else ArchivePolicy(**archiving),
+        events=EventLog(cfg.path),
+    )
     appends = host.socket(zmq.PULL, bind=cfg.endpoints["log_append"], watch=True)
     events = host.socket(zmq.PUSH, connect=cfg.endpoints["log_events"], watch=False)
     control = host.socket(zmq.ROUTER, bind=cfg.endpoints["log_control"], watch=True)
@@ -62,8 +71,12 @@ def main(config: dict) -> None:
     stopping: list = []
     handlers = control_handlers(keeper, stopping)
     try:
-        while not stopping and (ready := host.wait(1000)) is not None:
+        while not stopping and (ready := host.wait(wait_ms(keeper))) is not None:
             host.heartbeat.busy()
+            try:
+                keeper.roll_if_due()  # the archiver finds the closed generation next turn
+            except JetError:
+                pass  # the keeper keeps the failure: every later append reports it
             if appends in ready:
                 write_batches(appends, events, keeper)
             if control in ready:
@@ -78,6 +91,12 @@ def main(config: dict) -> None:
     finally:
         stream.close()
         host.close()
+
+
+def wait_ms(keeper: LogKeeper) -> int:
+    """How long the loop may sleep: a second, or until archive_timeout's roll is due."""
+    due = keeper.seconds_to_roll()
+    return 1000 if due is None else max(1, min(1000, int(due * 1000) + 1))
 
 
 def write_batches(appends: zmq.Socket, events: zmq.Socket, keeper: LogKeeper) -> None:
@@ -122,5 +141,6 @@ def control_handlers(keeper: LogKeeper, stop: list) -> dict:
         },
         "pin": lambda body, request: keeper.pin(body["generation"]),
         "unpin": lambda body, request: keeper.unpin(body["generation"]),
+        "archived": lambda body, request: keeper.archived(body["generation"]),
         "shutdown": shutdown,
     }

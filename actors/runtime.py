@@ -40,6 +40,7 @@ ENDPOINT_NAMES = (
     "log_events",
     "log_control",
     "backup",
+    "archiver",
     "supervisor",
     "control",
 )

@@ -3,7 +3,8 @@
 Lives in the process that opened the instance (or in ``jetstore serve``).
 Start: take the directory lock, start the buffer manager (which runs
 recovery and reports where the log ends), then the log writer at that end,
-then the backup worker; the instance is usable once all three said ready.
+then the backup worker, and the archiver when archiving is on; the instance is usable
+once all of them said ready.
 
 Watch (a thread): each actor's sentinel wakes the watcher the moment the
 process exits; heartbeats arrive every 100 ms.  Silence for ``hang_timeout`` from a
@@ -15,7 +16,7 @@ whose cores are all busy a heartbeat may wait seconds for the CPU (or for the
 GIL held by a low-priority thread), and killing it would fail healthy work.  The death of the log
 writer or the buffer manager makes the instance unavailable - every pending
 and later call fails with JET_errInstanceUnavailable - and the other actors
-are stopped.  A dead backup worker is restarted, with backoff, at most
+are stopped.  A dead backup worker or archiver is restarted, with backoff, at most
 ``MAX_RESTARTS`` times in a row.
 
 Stop: ask the buffer manager for its clean shutdown (final checkpoint), then
@@ -44,7 +45,9 @@ import multiprocess
 import psutil
 import zmq
 
+from jetstore.engine.archive_format import claim as claim_archive
 from jetstore.engine.errors import JetError
+from jetstore.engine.fileio import DEFAULT_ENV
 from jetstore.engine.published_format import CLOSED, PUBLISHED_FILE, Published, create_published
 from jetstore.engine.reader_table_format import READERS_FILE, create_reader_table
 from jetstore.engine.run_dir_format import ENDPOINTS_FILE, LOCK_FILE, RUN_DIR, write_endpoints
@@ -52,7 +55,7 @@ from jetstore.engine.storage import LOG_DIR
 from jetstore.protocol import codec, schema
 from jetstore.protocol.channel import Channel
 
-from . import backup_worker, buffer_manager, log_writer
+from . import archiver, backup_worker, buffer_manager, log_writer
 from .fault_plan import FAULTS_VARIABLE
 from .runtime import (
     ENDPOINT_NAMES,
@@ -78,8 +81,10 @@ ACTOR_MAINS = {
     "buffer_manager": buffer_manager.main,
     "log_writer": log_writer.main,
     "backup_worker": backup_worker.main,
+    "archiver": archiver.main,
 }
 ESSENTIAL = ("buffer_manager", "log_writer")
+# The others are restarted when they die: nothing of the instance depends on them.
 
 
 STOPPED_STATES = (
@@ -137,6 +142,7 @@ class Supervisor:
         path: str,
         storage_options: dict,
         *,
+        archiving: dict | None = None,
         clock: Callable[[], float] = time.monotonic,
         hang_timeout: float = HANG_TIMEOUT,
         busy_timeout: float = BUSY_TIMEOUT,
@@ -145,6 +151,7 @@ class Supervisor:
     ) -> None:
         self.path = os.path.abspath(path)
         self.storage_options = storage_options
+        self.archiving = archiving  # {"archive_dir", "timeout", "max_lag_bytes"} or None
         self.logging = storage_options.get("logging", True)
         self.clock = clock
         self.hang_timeout = hang_timeout
@@ -160,7 +167,7 @@ class Supervisor:
         self.mutex = threading.RLock()  # actors, failure; the watcher and API threads share them
         self.watcher: threading.Thread | None = None
         self.watching = threading.Event()
-        self.pending_restart: float | None = None
+        self.pending_restarts: dict[str, float] = {}  # actor name -> when to restart it
         self.sockets_dir = ""
 
     # -- start -----------------------------------------------------------------
@@ -173,6 +180,8 @@ class Supervisor:
             create_reader_table(run)
             self.sockets_dir = socket_dir(self.path)
             self.endpoints = make_endpoints(self.sockets_dir)
+            if self.archiving is None or not self.logging:
+                del self.endpoints["archiver"]  # no archiver, no socket
             self.context = zmq.Context()
             self.inbox = make_socket(self.context, zmq.PULL, bind=self.endpoints["supervisor"])
             self.processes = process_context()
@@ -187,6 +196,12 @@ class Supervisor:
                         "circular": self.storage_options.get("circular_logging", False),
                         "end_lsn": recovered["end_lsn"],
                         "checkpoint_lsn": recovered["checkpoint_lsn"],
+                        "archiving": None
+                        if self.archiving is None
+                        else {
+                            "timeout": self.archiving["timeout"],
+                            "max_lag_bytes": self.archiving["max_lag_bytes"],
+                        },
                     },
                 )
             self._start_and_wait(
@@ -196,6 +211,17 @@ class Supervisor:
                     "circular_logging": self.storage_options.get("circular_logging", False),
                 },
             )
+            if self.archiving is not None and self.logging:
+                # Here, so that the open fails on an archive of another database (-555).
+                claim_archive(DEFAULT_ENV, self.archiving["archive_dir"], recovered["db_signature"])
+                self._start_and_wait(
+                    "archiver",
+                    {
+                        "archive_dir": self.archiving["archive_dir"],
+                        "db_signature": recovered["db_signature"].hex(),
+                        "log_signature": recovered["signature"].hex(),
+                    },
+                )
             self.control = Channel(
                 self.context,
                 self.endpoints["buffer_manager"],
@@ -354,12 +380,13 @@ class Supervisor:
                     self._lost(state, f"sent no heartbeat for {now - state.last_heartbeat:.1f} s")
                 elif state.busy_s > self.busy_timeout:
                     self._lost(state, f"has been busy with one request for {state.busy_s:.0f} s")
-            if self.pending_restart is not None and now >= self.pending_restart:
-                self.pending_restart = None
-                self._restart_backup_worker()
-            worker = self.actors.get("backup_worker")
-            if worker is not None and worker.restarts and now - worker.started > STABLE_AFTER:
-                worker.restarts = 0
+            for name, when in list(self.pending_restarts.items()):
+                if now >= when:
+                    del self.pending_restarts[name]
+                    self._restart(name)
+            for state in self.actors.values():
+                if state.restarts and now - state.started > STABLE_AFTER:
+                    state.restarts = 0
 
     def _lost(self, state: ActorState, why: str) -> None:
         if state.lost:
@@ -377,14 +404,14 @@ class Supervisor:
         state.release()  # reaped; its replacement gets a process object of its own
         if self.failure is None:
             if state.restarts >= MAX_RESTARTS:
-                log.error("backup worker restarted %d times; giving up", state.restarts)
+                log.error("%s restarted %d times; giving up", state.name, state.restarts)
                 return
             delay = RESTART_BACKOFF[min(state.restarts, len(RESTART_BACKOFF) - 1)]
-            self.pending_restart = self.clock() + delay
+            self.pending_restarts[state.name] = self.clock() + delay
 
-    def _restart_backup_worker(self) -> None:
-        old = self.actors["backup_worker"]
-        new = self._spawn("backup_worker", old.options)
+    def _restart(self, name: str) -> None:
+        old = self.actors[name]
+        new = self._spawn(name, old.options)
         new.restarts = old.restarts + 1
 
     def health(self) -> JetError | None:
@@ -432,6 +459,8 @@ class Supervisor:
                 # The backup worker first: a running backup is aborted and undone (its
                 # files removed, its pins released) while the others can still answer.
                 self._shutdown("backup_worker", self.endpoints["backup"])
+                if "archiver" in self.endpoints:
+                    self._shutdown("archiver", self.endpoints["archiver"])
                 self._shutdown("buffer_manager", self.endpoints["buffer_manager"])
                 if self.logging:
                     self._shutdown("log_writer", self.endpoints["log_control"])

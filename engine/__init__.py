@@ -22,6 +22,7 @@ _PUBLIC = {
     "Progress": "backup",
     "restore": "backup_restore",
     "verify_backup": "backup_restore",
+    "backup_info": "catalog",
     "Session": "client",
     "JetError": "errors",
     "BackupError": "errors",

@@ -9,6 +9,7 @@ the session API and only detaches on ``close``.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -21,7 +22,7 @@ import zmq
 from jetstore.actors.control import ControlServer, check_tcp_endpoint
 from jetstore.actors.supervisor import Supervisor
 from jetstore.protocol.channel import Channel
-from jetstore.protocol.schema import Request, to_backup, to_buffer_manager
+from jetstore.protocol.schema import Request, to_archiver, to_backup, to_buffer_manager
 
 from .backup import Progress, backup_manifest_in
 from .client import Session
@@ -34,6 +35,9 @@ from .run_dir_format import RUN_DIR, instance_running, read_endpoints, write_end
 HEALTH_CHECK_INTERVAL = 0.2  # how often a connected process looks at the actors' processes
 
 _active_instance: weakref.ref | None = None  # JetBackup() and friends act on this one
+
+
+ARCHIVER_TIMEOUT = 5.0  # an archiver answers status at once unless it is stuck
 
 
 def active_instance() -> Instance | None:
@@ -168,6 +172,21 @@ class _Attached:
         """Health of the backup about to start: the instance's, and its worker's own."""
         raise NotImplementedError
 
+    def _archive_status(self, actors: dict) -> dict | None:
+        """The archiver's report (archiving.Archiver.status); None without archiving."""
+        archiver = actors.get("archiver")
+        if archiver is None:
+            return None
+        if not archiver["alive"]:
+            return {"alive": False, "pid": archiver["pid"]}  # restarted by the supervisor
+        channel = self._channel("archiver")
+        try:
+            return {"alive": True, **channel.call(to_archiver.status(), timeout=ARCHIVER_TIMEOUT)}
+        except JetError as exc:
+            return {"alive": True, "error": exc.as_dict()}
+        finally:
+            channel.close()
+
     def _backup_control(self, request: Request, *, stopped_ok: bool = False):
         """A short request to the backup worker (status, abort, rate)."""
         self._check_usable(stopped_ok=stopped_ok)
@@ -231,13 +250,23 @@ class Instance(_Attached):
         backup_roots: list[str] | None = None,
         max_snapshot_checkpoints: int = DEFAULT_MAX_SNAPSHOT_CHECKPOINTS,
         max_overlay_bytes: int = DEFAULT_MAX_OVERLAY_BYTES,
+        archive_dir: str | bytes | os.PathLike | None = None,
+        archive_timeout: float | None = None,
+        archive_max_lag: int | None = None,
     ) -> Instance:
         """JetInit: start the actors, recover, and return once everything is ready.
 
         ``max_snapshot_checkpoints``, ``max_overlay_bytes``: the bounds of this
-        process's read view (read_view.py); a snapshot past them fails with -1069."""
+        process's read view (read_view.py); a snapshot past them fails with -1069.
+        ``archive_dir``: copy every closed log generation there (continuous archiving,
+        archiving.py; created if missing, its parent must exist; an archive of another
+        database is refused with -555).  ``archive_timeout``: roll the log at least
+        every that many seconds while commits arrive.  ``archive_max_lag``: bytes of
+        unarchived local log past which the archive stops holding the log back
+        (logkeeper.py; None: hold it back for as long as the archive fails)."""
         view_bounds = _view_bounds(max_snapshot_checkpoints, max_overlay_bytes)
         path = fspath(path)
+        archiving = _archiving(path, logging, archive_dir, archive_timeout, archive_max_lag)
         for name, value, kind in (
             ("create", create, bool),
             ("circular_logging", circular_logging, bool),
@@ -279,7 +308,7 @@ class Instance(_Attached):
             "log_file_size": log_file_size,
             "cache_size": cache_size,
         }
-        supervisor = Supervisor(path, options)
+        supervisor = Supervisor(path, options, archiving=archiving)
         supervisor.start()
         instance = cls(supervisor)
         instance._view_bounds = view_bounds
@@ -292,6 +321,7 @@ class Instance(_Attached):
             **options,
             "create_path_if_not_exist": create_path_if_not_exist,
             "control": control,
+            "archiving": archiving,
         }
         global _active_instance
         _active_instance = weakref.ref(instance)
@@ -340,6 +370,7 @@ class Instance(_Attached):
             return report
         report["buffer_manager"] = self._control_call(to_buffer_manager.status(), stopped_ok=True)
         report["log_writer"] = actors.get("log_writer", {}).get("info", {})
+        report["archive"] = self._archive_status(actors)
         return report
 
     def close(self) -> None:
@@ -413,7 +444,12 @@ class Client(_Attached):
 
         actors = {name: {"pid": pid, "alive": alive(name)} for name, pid in self._pids.items()}
         engine = self._control_call(to_buffer_manager.status(), stopped_ok=True)
-        return {"path": self.path, "actors": actors, "buffer_manager": engine}
+        return {
+            "path": self.path,
+            "actors": actors,
+            "buffer_manager": engine,
+            "archive": self._archive_status(actors),
+        }
 
     @property
     def _logged(self) -> bool:
@@ -449,6 +485,50 @@ def connect(
     client = Client(path, published)
     client._view_bounds = view_bounds
     return client
+
+
+def _archiving(
+    path: str,
+    logging: bool,
+    archive_dir: object,
+    archive_timeout: object,
+    archive_max_lag: object,
+) -> dict | None:
+    """The archiving options checked, before anything is created; None: no archiving."""
+    if archive_dir is None:
+        if archive_timeout is not None or archive_max_lag is not None:
+            raise JetError(
+                "JET_errInvalidParameter", "archive_timeout and archive_max_lag need an archive_dir"
+            )
+        return None
+    if not isinstance(archive_dir, (str, bytes, os.PathLike)):
+        raise InvalidArgumentTypeError(
+            "JET_errInvalidParameter", f"archive_dir must be a path, not {archive_dir!r}"
+        )
+    if not logging:
+        raise JetError("JET_errLoggingDisabled", "archiving needs the log (logging=False)")
+    directory = os.path.abspath(fspath(archive_dir))
+    instance = os.path.abspath(path)
+    if directory == instance or directory.startswith(instance + os.sep):
+        raise JetError(
+            "JET_errInvalidPath",
+            f"archive {directory} is inside the instance {instance}: an archive must survive "
+            "the loss of the instance's disk, so give it a directory of its own elsewhere",
+        )
+    for name, value in (("archive_timeout", archive_timeout), ("archive_max_lag", archive_max_lag)):
+        if value is None:
+            continue
+        if type(value) not in (int, float):
+            raise InvalidArgumentTypeError(
+                "JET_errInvalidParameter", f"{name} must be a number, not {value!r}"
+            )
+        if not math.isfinite(value) or value <= 0:
+            raise JetError("JET_errInvalidParameter", f"{name} must be positive, not {value!r}")
+    return {
+        "archive_dir": directory,
+        "timeout": None if archive_timeout is None else float(archive_timeout),
+        "max_lag_bytes": None if archive_max_lag is None else int(archive_max_lag),
+    }
 
 
 def _view_bounds(max_snapshot_checkpoints: object, max_overlay_bytes: object) -> dict:

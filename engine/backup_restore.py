@@ -1,6 +1,8 @@
-"""Verifying a backup and restoring it (DESIGN.md section 6, "Restore"): every file,
-page and record checked; pages copied, the backup's log replayed, then the
-contiguous generations of a live log directory rolled forward; finished clean.
+"""Verifying a backup and restoring it (DESIGN.md section 6, "Restore" and "Point-in-time
+restore"): every file, page and record checked; pages copied, the backup's log
+replayed, then the contiguous generations of a live log directory or of a log archive
+(archive_format.py) rolled forward, up to a target LSN or commit time if one is given;
+finished clean, on a new log stream.
 
 A restore marks its destination (restore_marker_format.py) before it copies anything and
 unmarks it last, so a restore killed at any point leaves a directory that refuses
@@ -10,13 +12,14 @@ to open, and running the same restore again completes it.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import shutil
 import time
 
 import crc32c
 
-from . import restore_marker_format
+from . import archive_format, restore_marker_format
 from .backup import (
     COPY_CHUNK,
     Progress,
@@ -29,10 +32,11 @@ from .backup import (
     verify_generations,
 )
 from .database_file import read_meta
-from .errors import JetError
+from .errors import InvalidArgumentTypeError, JetError
 from .fileio import DEFAULT_ENV, Env, fspath
-from .log_format import generation_file_name
+from .log_format import generation_file_name, parse_generation_file_name
 from .log_reader import LogReader, list_generations
+from .recovery import Restoring
 from .results import BackupVerification, RestoreResult
 from .storage import DB_FILE, LOG_DIR, Storage
 
@@ -149,9 +153,34 @@ def restore(
     *,
     log_dir: str | bytes | os.PathLike | None = None,
     status: Report | None = None,
+    until: int | datetime.datetime | None = None,
 ) -> RestoreResult:
     """JetRestore: verify the backup, copy it into ``dest_dir``, roll forward through the
     contiguous generations of ``log_dir`` after the backup's last, replay, finish clean.
+
+    ``log_dir``: a live log directory (an instance's ``logs/``, or a copy), or a log
+    archive (archive_format.py), whose stream of the backup's log signature is used.
+
+    ``until``: None replays all the log there is.  An int LSN replays exactly the
+    commits whose LSN - what ``commit()`` returned, the end of its record - is at or
+    before it.  An aware datetime replays up to, not including, the first commit whose
+    time is later than it (PostgreSQL's recovery_target_time): the restored database
+    is always a prefix of the log, even where commit times went back across a restart
+    whose wall clock had been stepped.  Times compare to the microsecond, a datetime's
+    precision, so a commit time printed to the microsecond is a target that includes
+    that commit.  A target before the backup's roll (an LSN before the end of the last
+    record the backup holds, a time before the latest commit it holds - or, where its
+    log shows none after its checkpoint, before the full backup's time) fails with -553,
+    one beyond the end of the log at hand with -543; both name the reachable range,
+    which the result reports too (``earliest_*``, ``latest_*``), with where the replay
+    stopped (``stopped_at_lsn``: every commit whose LSN is at or before it is in the
+    database, none after) and the replay rates.
+
+    Every restore ends by starting a new log stream (a new signature, generation
+    numbers above every one it has seen) and leaves none of the old stream's
+    generations in ``dest_dir``: the log after a cut can never be replayed into the
+    restored database, and its log never mixes with the stream it came from.  A
+    restored database needs a new full backup before an incremental.
 
     ``status`` receives each ``Progress`` event (phases "verify", "restore", "logs",
     "replay").  The destination is marked (restore_marker_format.py) before anything is
@@ -161,20 +190,10 @@ def restore(
     """
     started = time.monotonic()
     env, report = DEFAULT_ENV, status or no_report
+    until_lsn, until_ns = _target(until)
     dest_dir = fspath(dest_dir)
     directory, manifest = locate_backup(fspath(backup_dir))
-    if log_dir is not None and not os.path.isdir(fspath(log_dir)):
-        # Restoring without the log asked for would "succeed" short of every commit in it.
-        raise JetError(
-            "JET_errInvalidPath",
-            f"log directory {fspath(log_dir)} to roll forward through: no such directory",
-        )
-    if log_dir is not None and not list_generations(env, fspath(log_dir)):
-        raise JetError(
-            "JET_errInvalidLogDirectory",
-            f"log directory {fspath(log_dir)} holds no log generation to roll forward"
-            " through (leave it out to restore the backup alone)",
-        )
+    logs_source, archived = _log_source(manifest, log_dir)
     inside = os.path.realpath(dest_dir)
     if inside.startswith(os.path.realpath(fspath(backup_dir)) + os.sep):
         raise JetError(
@@ -204,17 +223,39 @@ def restore(
             copied += size
             report(Progress("progress", "logs", copied, total, name))
         rolled = (
-            _roll_forward(env, manifest, fspath(log_dir), dest_logs) if log_dir is not None else []
+            _roll_forward(env, manifest, logs_source, dest_logs, all_closed=archived)
+            if logs_source is not None
+            else []
         )
         env.sync_dir(dest_logs)
         env.sync_dir(dest_dir)
-        report(Progress("progress", "replay", 0, total))
+        report(Progress("progress", "replay", 0, 0))
+        restoring = Restoring(
+            roll_lsn=manifest["chain"][0]["roll_lsn"],
+            roll_time_ns=manifest["chain"][0]["time_ns"],
+            reason=f"restored from backup {manifest['backup_id']} in {directory}",
+            until_lsn=until_lsn,
+            until_ns=until_ns,
+            progress=lambda done, to_read: report(Progress("progress", "replay", done, to_read)),
+        )
         replay_started = time.monotonic()
-        storage = Storage.open(dest_dir, create=False, env=env, restoring=True)
+        storage = Storage.open(dest_dir, create=False, env=env, restoring=restoring)
         try:
-            storage.clear_backup_history()
-            replayed = storage.replayed
             replay_seconds = time.monotonic() - replay_started
+            storage.clear_backup_history()
+            replayed, replay = storage.replayed, storage.replay
+            stream = storage.log_restart["generation"]
+            signature = storage.meta.log_signature
+            # The open's checkpoint is durable in the new stream: nothing needs the old
+            # one's generations here any more.  Those past the cut must go: they hold
+            # commits this database does not, which a roll-forward or an archiver reading
+            # this logs/ could take for its own.  Those before it go too, being copies -
+            # the backup and the log they came from keep the originals - so that this
+            # logs/ holds one stream, as every reader of a log directory expects.
+            for name in env.listdir(dest_logs):
+                if (parse_generation_file_name(name) or stream) < stream:
+                    env.remove(os.path.join(dest_logs, name))
+            env.sync_dir(dest_logs)
         finally:
             storage.close()
         restore_marker_format.remove(env, dest_dir)
@@ -230,14 +271,100 @@ def restore(
                 os.rmdir(dest_dir)
         raise
     report(Progress("complete", "restore", total, total))
+    rate_seconds = max(replay_seconds, 1e-9)
     return {
         "directory": directory,
         "dest": dest_dir,
+        "stopped_at_lsn": replay.stopped_at_lsn,
+        "last_commit_time_ns": replay.last_commit_ns,
         "replayed": replayed,
         "replay_seconds": replay_seconds,
         "rolled_forward": rolled,
         "seconds": time.monotonic() - started,
+        "commits": replay.commits,
+        "replay_bytes": replay.bytes,
+        "replay_mb_per_s": replay.bytes / 1e6 / rate_seconds,
+        "replay_commits_per_s": replay.commits / rate_seconds,
+        "earliest_lsn": replay.earliest_lsn,
+        "earliest_time_ns": replay.earliest_ns,
+        "latest_lsn": replay.latest_lsn,
+        "latest_time_ns": replay.latest_ns,
+        "log_signature": signature.hex(),
+        "generation": stream,
     }
+
+
+def _target(until: object) -> tuple[int | None, int | None]:
+    """``until`` as (LSN, time in ns) - at most one of them - or a JetError saying why
+    it is no target."""
+    if until is None:
+        return None, None
+    if isinstance(until, datetime.datetime):
+        if until.tzinfo is None or until.utcoffset() is None:
+            raise JetError(
+                "JET_errInvalidParameter",
+                f"until={until.isoformat()} has no time zone: give an aware datetime "
+                "(datetime.timezone.utc, or an ISO-8601 time ending in Z or +hh:mm), as "
+                "commit times are UTC",
+            )
+        microseconds = (until - _EPOCH) // datetime.timedelta(microseconds=1)
+        # Commits within the target's microsecond are at it: a time printed to the
+        # microsecond from a commit's includes that commit.
+        return None, microseconds * 1000 + 999
+    if isinstance(until, int) and not isinstance(until, bool):
+        if until < 0:
+            raise JetError("JET_errInvalidParameter", f"until={until}: an LSN is not negative")
+        return until, None
+    raise InvalidArgumentTypeError(
+        "JET_errInvalidParameter",
+        f"until must be None, an int LSN or an aware datetime, not {type(until).__name__}",
+    )
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def _log_source(
+    manifest: dict, log_dir: str | bytes | os.PathLike | None
+) -> tuple[str | None, bool]:
+    """The directory to roll forward through, and whether it is an archive's stream
+    (every generation in it closed); checked before the restore touches anything."""
+    if log_dir is None:
+        return None, False
+    path = fspath(log_dir)
+    if not os.path.isdir(path):
+        # Restoring without the log asked for would "succeed" short of every commit in it.
+        raise JetError(
+            "JET_errInvalidPath",
+            f"log directory {path} to roll forward through: no such directory",
+        )
+    archived = archive_format.is_archive(path)
+    if archived:
+        identity = archive_format.read_identity(path)
+        if identity["db_signature"] != manifest["db_signature"]:
+            raise JetError(
+                "JET_errGivenLogFileHasBadSignature",
+                f"archive {path} holds the log of database {identity['db_signature']}, "
+                f"not of the backup's {manifest['db_signature']}",
+            )
+        signature = bytes.fromhex(manifest["log_signature"])
+        stream = archive_format.stream_dir(path, signature)
+        if not os.path.isdir(stream):
+            held = ", ".join(archive_format.streams(path)) or "none"
+            raise JetError(
+                "JET_errInvalidLogDirectory",
+                f"archive {path} holds no stream {signature.hex()}, the backup's log "
+                f"(it holds: {held}): the archive was started after this backup's stream "
+                "ended, or is another copy's",
+            )
+        path = stream
+    if not list_generations(DEFAULT_ENV, path):
+        raise JetError(
+            "JET_errInvalidLogDirectory",
+            f"log directory {path} holds no log generation to roll forward"
+            " through (leave it out to restore the backup alone)",
+        )
+    return path, archived
 
 
 def _check_destination(dest_dir: str, manifest: dict) -> bool:
@@ -266,8 +393,11 @@ def _check_destination(dest_dir: str, manifest: dict) -> bool:
     return True
 
 
-def _roll_forward(env: Env, manifest: dict, log_dir: str, dest_logs: str) -> list[int]:
+def _roll_forward(
+    env: Env, manifest: dict, log_dir: str, dest_logs: str, *, all_closed: bool
+) -> list[int]:
     """Copy generations gen_high+1, gen_high+2, ... of ``log_dir`` while they chain on.
+    ``all_closed``: an archive's are; a live log's current generation is still open.
 
     Stopping short of a generation there above the backup's would restore without the
     commits between: a generation of this stream after a hole, or another stream's (the
@@ -308,7 +438,7 @@ def _roll_forward(env: Env, manifest: dict, log_dir: str, dest_logs: str) -> lis
                 rolled[-1],
                 signature,
                 "replay",
-                all_closed=False,  # the live log's current generation is still open
+                all_closed=all_closed,
             )
         except JetError as exc:
             mapped = _ROLL_FORWARD_ERRORS.get(exc.name)

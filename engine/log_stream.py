@@ -216,6 +216,10 @@ class LogStream:
         return self._generation
 
     @property
+    def log_file_size(self) -> int:
+        return self._log_file_size
+
+    @property
     def oldest_generation(self) -> int:
         return list_generations(self._env, self._logs_dir)[0]
 

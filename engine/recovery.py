@@ -7,6 +7,12 @@ generation ends it, and is reported as an event) and continues the stream, or -
 when the trees hold commits the log does not (an unlogged run, a lost log
 directory) - starts a new stream that no backup or roll-forward can take for a
 continuation of the old one.
+
+A restore's replay (``Restoring``, from backup_restore.restore) is the same replay
+with a stop point: it applies the records up to its target, reads the rest of the
+log without applying it to learn the range a restore could reach, and always ends
+by starting a new stream, so that the log after the cut is never replayed into the
+restored database and its log never mixes with the stream it came from.
 """
 
 from __future__ import annotations
@@ -16,10 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import redo_format
+from .catalog_log import iso_time
 from .errors import JetError
 from .events_format import EventLog
 from .fileio import Env
-from .log_format import format_lsn, lsn_gen
+from .log_format import format_lsn, lsn_gen, lsn_offset
 from .log_reader import LogReader
 from .log_stream import LogStream
 from .meta_format import DB_DIRTY, DB_JUST_CREATED, FLAG_UNLOGGED, Meta
@@ -40,6 +47,74 @@ class LogPaths:
     circular: bool
 
 
+@dataclass(frozen=True)
+class Restoring:
+    """A restore's replay: the backup's roll it must pass, and where it stops.
+
+    ``until_lsn``: apply every record that ends at or before it (a commit's LSN, what
+    ``commit()`` returned, is the end of its record).  ``until_ns``: apply records up
+    to, not including, the first commit stamped later than it (PostgreSQL's
+    recovery_target_time), so the result is a prefix of the log even where commit
+    times went back across a restart.  Neither: the whole log.  ``progress(done,
+    total)``: log bytes read so far, once per generation.
+    """
+
+    roll_lsn: int
+    # Where the log shows no commit between the backup's checkpoint and its roll, the
+    # earliest time a restore can stop at: the backup's own time, after every commit
+    # it holds (the latest of those is the bound where the log shows them).
+    roll_time_ns: int
+    reason: str  # why the new stream begins, for its event
+    until_lsn: int | None = None
+    until_ns: int | None = None
+    progress: Callable[[int, int], None] | None = None
+
+
+@dataclass
+class Replay:
+    """What a restore's replay did, and the range of stop points the log offered."""
+
+    start_lsn: int  # the checkpoint replay began at
+    commits: int = 0  # applied
+    bytes: int = 0  # redo payload bytes applied
+    stopped_at_lsn: int = 0  # the end of the last record applied (else start_lsn)
+    last_commit_ns: int | None = None  # the time of the last commit applied
+    earliest_lsn: int = 0  # the end of the last record at or before the roll
+    # The latest commit time at or before the roll (Restoring.roll_time_ns if none).
+    earliest_ns: int | None = None
+    latest_lsn: int = 0  # the end of the last record in the log
+    latest_ns: int | None = None  # the latest commit time in the log
+    stopped: bool = False  # a record was left out: the target came before the end
+
+    def __post_init__(self) -> None:
+        self.stopped_at_lsn = self.earliest_lsn = self.latest_lsn = self.start_lsn
+
+    def take(self, target: Restoring, record: redo_format.Record, end_lsn: int) -> bool:
+        """Whether ``record``, ending at ``end_lsn``, is applied; every record of the
+        log passes here, applied or not, to measure the reachable range."""
+        kind, body = record
+        time_ns = redo_format.commit_time_ns(body) if kind == redo_format.COMMIT else None
+        self.latest_lsn = end_lsn
+        if time_ns is not None:
+            self.latest_ns = time_ns if self.latest_ns is None else max(self.latest_ns, time_ns)
+        if end_lsn <= target.roll_lsn:
+            self.earliest_lsn = end_lsn
+            if time_ns is not None:
+                self.earliest_ns = self.latest_ns
+        if not self.stopped:
+            late = target.until_lsn is not None and end_lsn > target.until_lsn
+            self.stopped = late or (
+                target.until_ns is not None and time_ns is not None and time_ns > target.until_ns
+            )
+        if self.stopped:
+            return False
+        self.stopped_at_lsn = end_lsn
+        if time_ns is not None:
+            self.commits += 1
+            self.last_commit_ns = time_ns
+        return True
+
+
 @dataclass
 class RecoveredLog:
     log: LogStream
@@ -47,9 +122,12 @@ class RecoveredLog:
     replayed: int = 0
     # A new stream began: {"generation", "reason"}; the backup history must be cleared.
     restart: dict | None = None
+    replay: Replay | None = None  # a restore's
 
 
-def recover_log(paths: LogPaths, meta: Meta, apply: Apply) -> RecoveredLog:
+def recover_log(
+    paths: LogPaths, meta: Meta, apply: Apply, restoring: Restoring | None = None
+) -> RecoveredLog:
     reader = LogReader(paths.env, paths.logs_path, signature=meta.log_signature)
     generations = reader.generations() if paths.env.exists(paths.logs_path) else []
     if meta.flags & FLAG_UNLOGGED:
@@ -67,9 +145,19 @@ def recover_log(paths: LogPaths, meta: Meta, apply: Apply) -> RecoveredLog:
             return RecoveredLog(_create_log(paths, meta.log_signature, 1), meta)
         return _restart_log(paths, meta, generations, f"{paths.logs_path} held no log generation")
     replayed = 0
+    replay = Replay(meta.checkpoint_lsn) if restoring is not None else None
+    generation = lsn_gen(meta.checkpoint_lsn)
     for logged in reader.records(meta.checkpoint_lsn, context="replay"):
         where = f"{paths.logs_path} record {format_lsn(logged.lsn)}"
-        apply(redo_format.decode(logged.payload, where), logged.lsn, where)
+        record = redo_format.decode(logged.payload, where)
+        if replay is not None:
+            if restoring.progress is not None and lsn_gen(logged.end_lsn) != generation:
+                generation = lsn_gen(logged.end_lsn)
+                restoring.progress(*_read_so_far(paths, meta, generations, logged.end_lsn))
+            if not replay.take(restoring, record, logged.end_lsn):
+                continue
+            replay.bytes += len(logged.payload)
+        apply(record, logged.lsn, where)
         replayed += 1
     if reader.torn:
         # A crash cut the last batch (never acknowledged), or the final synced batch
@@ -81,6 +169,13 @@ def recover_log(paths: LogPaths, meta: Meta, apply: Apply) -> RecoveredLog:
             generation=lsn_gen(reader.end_lsn),
             replayed=replayed,
         )
+    if restoring is not None:
+        if replay.earliest_ns is None:
+            replay.earliest_ns = restoring.roll_time_ns
+        _check_target(paths, restoring, replay)
+        recovered = _restart_log(paths, meta, generations, restoring.reason)
+        recovered.replayed, recovered.replay = replayed, replay
+        return recovered
     log = LogStream.open(
         paths.env,
         paths.logs_path,
@@ -90,6 +185,52 @@ def recover_log(paths: LogPaths, meta: Meta, apply: Apply) -> RecoveredLog:
         end_lsn=reader.end_lsn,
     )
     return RecoveredLog(log, meta, replayed)
+
+
+def _read_so_far(paths: LogPaths, meta: Meta, generations: list[int], lsn: int) -> tuple[int, int]:
+    """(log bytes read up to ``lsn``, bytes to read): a progress measure counting every
+    generation as a full file from the checkpoint's on."""
+    first = lsn_gen(meta.checkpoint_lsn)
+    start = lsn_offset(meta.checkpoint_lsn)
+    done = (lsn_gen(lsn) - first) * paths.log_file_size + lsn_offset(lsn) - start
+    return done, (generations[-1] - first + 1) * paths.log_file_size - start
+
+
+def _check_target(paths: LogPaths, restoring: Restoring, replay: Replay) -> None:
+    """A target before the roll (the backup holds commits after it) or beyond the end of
+    the log (nothing shows it was reached) fails, naming the range that is reachable."""
+    lsn, time_ns = restoring.until_lsn, restoring.until_ns
+    if lsn is not None:
+        target = f"LSN {format_lsn(lsn)}"
+        early, late = lsn < replay.earliest_lsn, lsn > replay.latest_lsn
+    elif time_ns is not None:
+        target = f"time {iso_time(time_ns)}"
+        early = time_ns < replay.earliest_ns
+        late = replay.latest_ns is None or time_ns > replay.latest_ns
+    else:
+        return
+    times = (
+        f"from commit time {iso_time(replay.earliest_ns)} to {iso_time(replay.latest_ns)}"
+        if replay.latest_ns is not None
+        else "no commit time to stop at (the log holds no commit)"
+    )
+    reachable = (
+        f"the backup and the log at hand reach from LSN {format_lsn(replay.earliest_lsn)} "
+        f"to {format_lsn(replay.latest_lsn)}, and {times}"
+    )
+    if early:
+        raise JetError(
+            "JET_errEndingRestoreLogTooLow",
+            f"{paths.logs_path}: restore target {target} is before the backup's roll at "
+            f"{format_lsn(restoring.roll_lsn)}: {reachable}",
+        )
+    if late:
+        raise JetError(
+            "JET_errRequiredLogFilesMissing",
+            f"{paths.logs_path}: restore target {target} is beyond the end of the log at "
+            f"hand ({format_lsn(replay.latest_lsn)}; give --log-dir / log_dir the log that "
+            f"reaches it): {reachable}",
+        )
 
 
 def _create_log(paths: LogPaths, signature: bytes, first_generation: int) -> LogStream:

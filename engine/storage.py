@@ -44,7 +44,7 @@ from .page_format import MAX_PAGE_SIZE, MIN_PAGE_SIZE, PageImage
 from .pager import Node, Pager
 from .published_format import Published
 from .reader_table_format import ReaderTable
-from .recovery import LogPaths, recover_log
+from .recovery import LogPaths, Replay, Restoring, recover_log
 from .redo_sink import RedoSink, Ticket
 from .transactions import Transaction, Transactions
 from .writeset import check_key, check_range, check_table_name, check_value
@@ -92,14 +92,16 @@ class Storage:
         cache_size: int = 64 << 20,
         auto_checkpoint: bool = True,
         env: Env = DEFAULT_ENV,
-        restoring: bool = False,
+        restoring: Restoring | None = None,
         ship_redo: Callable[[int, int], RedoSink] | None = None,
         run_dir: str | None = None,
     ) -> Storage:
         """Open (or create) the database in ``path`` and recover it from its log.
 
         A directory marked by an unfinished restore is refused (-506) unless
-        ``restoring``: that restore's own replay is the one open allowed there.
+        ``restoring``: that restore's own replay is the one open allowed there; it
+        stops where ``restoring`` says and starts a new log stream (recovery.py), and
+        ``replay`` tells what it did.
         ``ship_redo(end_lsn, generation)``: once recovered, hand the log files over and
         send every new record to the sink it returns (redo_sink.py); durability and
         checkpoints are then the caller's (the buffer manager beside a log writer).
@@ -109,7 +111,7 @@ class Storage:
         """
         self = cls()
         self.path = fspath(path)
-        if not restoring:
+        if restoring is None:
             restore_marker_format.refuse_open(self.path)
         self.db_path = os.path.join(self.path, DB_FILE)
         self.logs_path = os.path.join(self.path, LOG_DIR)
@@ -127,6 +129,7 @@ class Storage:
         self.failure: JetError | None = None
         self.transactions = Transactions()
         self.replayed = 0
+        self.replay: Replay | None = None
         self.pins: list[PinnedCheckpoint] = []
         self.published = Published(run_dir) if run_dir is not None else None
         self.readers = ReaderTable(run_dir) if run_dir is not None else None
@@ -137,7 +140,7 @@ class Storage:
             create_database_file(env, self.db_path, page_size, log_file_size, logging=self.logging)
         self.file = env.open(self.db_path)
         try:
-            self._open_existing()
+            self._open_existing(restoring)
         except BaseException:
             self.close_files()
             raise
@@ -150,7 +153,7 @@ class Storage:
         self.closed = False
         return self
 
-    def _open_existing(self) -> None:
+    def _open_existing(self, restoring: Restoring | None) -> None:
         meta = read_meta(self.file)
         self.page_size = meta.page_size
         self.log_file_size = meta.log_file_size
@@ -182,8 +185,9 @@ class Storage:
                 self.log_file_size,
                 self.circular,
             )
-            recovered = recover_log(paths, meta, self._apply)
+            recovered = recover_log(paths, meta, self._apply, restoring)
             self.log, self.meta, self.replayed = recovered.log, recovered.meta, recovered.replayed
+            self.replay = recovered.replay
             if recovered.restart is not None:
                 self.log_restart = recovered.restart
                 self.backup_history = (BackupRecord(), BackupRecord())

@@ -12,6 +12,7 @@ Sockets (DESIGN.md section 2):
   LOG_EVENTS       log writer -> buffer manager (PUSH/PULL): durable LSNs, failures
   LOG_CONTROL      backup worker, supervisor -> log writer (ROUTER): roll, truncate, pins
   BACKUP           clients, the supervisor -> backup worker (ROUTER)
+  ARCHIVER         clients, the supervisor -> archiver (ROUTER): status, shutdown
   SUPERVISOR       actors -> supervisor (PUSH/PULL): ready, heartbeat
   CONTROL          operators -> the control server (ROUTER, ipc and optionally tcp+CURVE):
                    its commands are defined in actors/control_commands.py
@@ -85,7 +86,11 @@ LOG_CONTROL: dict[str, dict[str, tuple]] = {
     "truncate": {"below": (int,), "checkpoint_lsn": (int, OPTIONAL)},
     "pin": {"generation": (int,)},
     "unpin": {"generation": (int,)},
+    # the archiver holds every generation up to this one: they may be deleted
+    "archived": {"generation": (int,)},
 }
+
+ARCHIVER: dict[str, dict[str, tuple]] = {**_common}
 
 BACKUP: dict[str, dict[str, tuple]] = {
     **_common,
@@ -163,6 +168,7 @@ to_log = Requests(LOG_APPEND)
 log_event = Requests(LOG_EVENTS)
 to_log_control = Requests(LOG_CONTROL)
 to_backup = Requests(BACKUP)
+to_archiver = Requests(ARCHIVER)
 to_supervisor = Requests(SUPERVISOR)
 
 
@@ -204,7 +210,10 @@ LOG_CONTROL_REPLIES: dict[str, Any] = {
     "truncate": {"deleted": (list,)},
     "pin": NOTHING,
     "unpin": NOTHING,
+    "archived": NOTHING,
 }
+
+ARCHIVER_REPLIES: dict[str, Any] = {**_common_replies, "shutdown": {"stopped": (bool,)}}
 
 BACKUP_REPLIES: dict[str, Any] = {
     **_common_replies,

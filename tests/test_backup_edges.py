@@ -205,20 +205,6 @@ def test_a_claim_torn_by_a_kill_mid_record_still_names_what_was_written(tmp_path
 # -- a full destination -------------------------------------------------------------
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A real 4 MiB tmpfs (needs root, as CI and this project's machines run)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 def fill_disk(mount, leave: int) -> str:
     """A filler file that leaves about ``leave`` bytes free on ``mount``."""
     filler = os.path.join(mount, "filler")

@@ -15,6 +15,7 @@ import msgpack
 import pytest
 import zmq
 
+from jetstore.actors.archiver import request_handlers as archiver_handlers
 from jetstore.actors.backup_worker import BackupWorker
 from jetstore.actors.buffer_manager import BufferManager
 from jetstore.actors.control import ControlServer
@@ -234,6 +235,7 @@ def test_each_actor_serves_exactly_the_kinds_of_its_schema(tmp_path):
     """A kind in a schema with no handler would surface as JET_errInternalError; a
     handler with no schema entry could never be reached."""
     assert set(control_handlers(keeper=None, stop=[])) == set(schema.LOG_CONTROL)
+    assert set(archiver_handlers(archiver=None, stop=[])) == set(schema.ARCHIVER)
     context = zmq.Context()
     router = context.socket(zmq.ROUTER)
     try:
@@ -266,19 +268,21 @@ def test_every_reply_matches_its_schema(tmp_path):
         (schema.BUFFER_MANAGER, schema.BUFFER_MANAGER_REPLIES),
         (schema.LOG_CONTROL, schema.LOG_CONTROL_REPLIES),
         (schema.BACKUP, schema.BACKUP_REPLIES),
+        (schema.ARCHIVER, schema.ARCHIVER_REPLIES),
     ):
         assert set(replies) == set(requests)
     context = zmq.Context()
     checked: dict[str, set] = {}
-    with Instance.open(str(tmp_path / "db")) as inst:
+    with Instance.open(str(tmp_path / "db"), archive_dir=str(tmp_path / "archive")) as inst:
         channels = {
             name: Channel(context, inst.endpoints[name], lambda: None)
-            for name in ("buffer_manager", "log_control", "backup")
+            for name in ("buffer_manager", "log_control", "backup", "archiver")
         }
         tables = {
             "buffer_manager": schema.BUFFER_MANAGER_REPLIES,
             "log_control": schema.LOG_CONTROL_REPLIES,
             "backup": schema.BACKUP_REPLIES,
+            "archiver": schema.ARCHIVER_REPLIES,
         }
 
         def call(actor: str, request: schema.Request):
@@ -288,8 +292,9 @@ def test_every_reply_matches_its_schema(tmp_path):
             return result
 
         bm, lw, bw = schema.to_buffer_manager, schema.to_log_control, schema.to_backup
+        ar = schema.to_archiver
         try:
-            for actor, requests in zip(channels, (bm, lw, bw), strict=True):
+            for actor, requests in zip(channels, (bm, lw, bw, ar), strict=True):
                 call(actor, requests.ping())
                 call(actor, requests.status())
             call("buffer_manager", bm.create_table(table="t"))
@@ -308,6 +313,7 @@ def test_every_reply_matches_its_schema(tmp_path):
             call("log_control", lw.pin(generation=generation))
             call("log_control", lw.unpin(generation=generation))
             call("log_control", lw.truncate(below=1))
+            call("log_control", lw.archived(generation=0))
             record = {"incremental": False, "time_ns": 1, "gen_low": 1, "gen_high": 1}
             record.update(lsn_mark=0, backup_id=bytes(16))
             call("buffer_manager", bm.record_backup(**record))

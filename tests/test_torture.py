@@ -14,6 +14,7 @@ def test_short_seeded_campaign_has_no_violations(tmp_path):
     assert report["counts"]["acknowledged transactions"] > 0
     assert report["counts"].get("backups restored", 0) > 0
     assert report["violations"] == []
+    assert report["counts"].get("generations archived", 0) > 0  # every trial archives
     # The edges of DESIGN section 6 ran too (which ones, a trial's timing decides).
     edges = ("backups whose caller was killed", "shared destination", "roll-forward")
     assert any(key.startswith(edges) for key in report["counts"]), report["counts"]

@@ -9,12 +9,15 @@ pointer to ``--help``, exit code 2 - never a traceback and never a run that
 from __future__ import annotations
 
 import argparse
+import datetime
 import math
 import os
+import re
 from collections.abc import Callable
 
 from jetstore.actors.control import check_tcp_endpoint
 from jetstore.engine.errors import JetError
+from jetstore.engine.log_format import MAX_GENERATION, make_lsn
 from jetstore.tools import exit_codes
 
 
@@ -120,3 +123,37 @@ positive_int = number(int, 1, "a positive whole number")
 non_negative_int = number(int, 0, "zero or more")
 positive_float = number(float, 1e-9, "a positive number")
 non_negative_float = number(float, 0, "zero or more")
+
+
+_LSN_TEXT = re.compile(r"\(\s*(0x[0-9a-f]+)\s*,\s*(0x[0-9a-f]+)\s*\)", re.IGNORECASE)
+
+
+def restore_target(text: str) -> int | datetime.datetime:
+    """``restore --until``: an LSN - decimal, 0x-hex, or ``(0xGEN,0xOFFSET)`` as the
+    tools print it - or an ISO-8601 time with its zone (``Z`` or ``+hh:mm``): a time
+    without one would be read in whatever zone the machine is in."""
+    lsn = _LSN_TEXT.fullmatch(text.strip())
+    if lsn:
+        generation, offset = int(lsn.group(1), 16), int(lsn.group(2), 16)
+        if generation > MAX_GENERATION or offset > 0xFFFFFFFF:
+            raise argparse.ArgumentTypeError(f"{text}: generation or offset past 32 bits")
+        return make_lsn(generation, offset)
+    try:
+        value = int(text, 0)
+    except ValueError:
+        pass
+    else:
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{text} is a negative LSN")
+        return value
+    try:
+        # Python 3.10's fromisoformat does not read a trailing Z, which the tools print.
+        zoned = text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text
+        moment = datetime.datetime.fromisoformat(zoned)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither an LSN (decimal, 0x-hex or (0xGEN,0xOFFSET)) nor an ISO-8601 time"
+        ) from None
+    if moment.utcoffset() is None:
+        raise argparse.ArgumentTypeError(f"{text} has no time zone: end it with Z (UTC) or +hh:mm")
+    return moment

@@ -9,7 +9,7 @@ import os
 import sys
 
 from jetstore.engine.errors import CorruptionError, JetError
-from jetstore.tools import corrupt, ctl, exit_codes, keygen, load, torture
+from jetstore.tools import corrupt, ctl, exit_codes, info, keygen, load, torture
 from jetstore.tools.arguments import (
     CommandParser,
     control_endpoint,
@@ -19,9 +19,12 @@ from jetstore.tools.arguments import (
     instance_directory,
     new_directory,
     number,
+    positive_float,
+    restore_target,
 )
 from jetstore.tools.output import print_data
 from jetstore.tools.progress import status_callback
+from jetstore.tools.sizes import parse_size
 
 
 def version() -> str:
@@ -72,7 +75,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from jetstore.engine.backup_restore import restore
 
     status = None if args.json else status_callback("restore")
-    print_data(restore(args.backup, args.dest, log_dir=args.log_dir, status=status), args.json)
+    result = restore(args.backup, args.dest, log_dir=args.log_dir, status=status, until=args.until)
+    print_data(result, args.json)
     return exit_codes.OK
 
 
@@ -87,7 +91,17 @@ def cmd_verify_backup(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from jetstore.tools.serve import serve
 
-    return serve(args.dir, as_json=args.json, control=args.control, backup_roots=args.backup_root)
+    if args.archive is None and (args.archive_timeout is not None or args.archive_max_lag):
+        args.parser.error("--archive-timeout and --archive-max-lag need --archive DIR")
+    return serve(
+        args.dir,
+        as_json=args.json,
+        control=args.control,
+        backup_roots=args.backup_root,
+        archive_dir=args.archive,
+        archive_timeout=args.archive_timeout,
+        archive_max_lag=args.archive_max_lag,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,10 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="restore a backup into a new instance directory (JetRestore)",
         description="Verify the backup in BACKUP (or BACKUP/new, BACKUP/old), copy it into "
         "DEST, replay its logs, roll forward through the contiguous generations of --log-dir "
-        "after the backup's last, and leave DEST clean.",
+        "after the backup's last (up to --until, if given), and leave DEST clean, writing "
+        "a new log stream.  It prints where the replay stopped and the range of points the "
+        "backup and log could reach.",
         epilog=epilog(
             "jetstore restore /backups/db restored",
             "jetstore restore /backups/db restored --log-dir db/logs",
+            "jetstore restore /backups/db restored --log-dir /archive/db --until "
+            "2026-12-05T09:30:00Z",
+            "jetstore restore /backups/db restored --log-dir db/logs --until '(0x2a,0x1f000)'",
             "jetstore restore /backups/db restored --json",
         ),
     )
@@ -159,7 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-dir",
         type=existing_directory,
         help="roll forward with the log generations in this directory (the live instance's "
-        "logs/, or a copy of it)",
+        "logs/, a copy of it, or a log archive)",
+    )
+    restore.add_argument(
+        "--until",
+        type=restore_target,
+        metavar="LSN|TIME",
+        help="stop after the last commit at or before this LSN (decimal, 0x-hex or "
+        "(0xGEN,0xOFFSET)) or ISO-8601 time with its zone (Z or +hh:mm); it must lie "
+        "between the backup's roll and the end of the log",
     )
     restore.add_argument("--json", action="store_true", help="print the result as JSON")
     restore.set_defaults(func=cmd_restore)
@@ -185,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
             "jetstore serve db",
             "jetstore serve db --json",
             "jetstore serve db --control tcp://127.0.0.1:5555 --backup-root /backups",
+            "jetstore serve db --archive /mnt/archive/db --archive-timeout 60",
             codes="Exit codes: 0 stopped cleanly, 1 the instance failed, 2 usage.",
         ),
     )
@@ -205,7 +233,29 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="over tcp, backups may only go below this directory (repeatable)",
     )
-    serve.set_defaults(func=cmd_serve)
+    serve.add_argument(
+        "--archive",
+        type=instance_directory,
+        metavar="DIR",
+        help="copy every closed log generation into DIR, verified and fsynced, before the "
+        "log may delete it (continuous archiving; restore through it with "
+        "'jetstore restore BACKUP DEST --log-dir DIR [--until ...]')",
+    )
+    serve.add_argument(
+        "--archive-timeout",
+        type=positive_float,
+        metavar="S",
+        help="roll the log at least every S seconds while commits arrive, so that at most "
+        "S seconds of commits are only on this machine",
+    )
+    serve.add_argument(
+        "--archive-max-lag",
+        type=parse_size,
+        metavar="SIZE",
+        help="unarchived local log (e.g. 1G) past which the archive stops holding the log "
+        "back; default: hold it for as long as the archive fails",
+    )
+    serve.set_defaults(func=cmd_serve, parser=serve)
 
     inspect = sub.add_parser(
         "inspect",
@@ -230,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_parser(sub)
     torture.add_parser(sub)
     keygen.add_parser(sub)
+    info.add_parser(sub)
     return parser
 
 

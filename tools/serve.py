@@ -25,13 +25,23 @@ def serve(
     as_json: bool = False,
     control: str | None = None,
     backup_roots: list[str] | None = None,
+    archive_dir: str | None = None,
+    archive_timeout: float | None = None,
+    archive_max_lag: int | None = None,
 ) -> int:
     stop = threading.Event()
     previous = {
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
     }
     try:
-        inst = Instance.open(directory, control=control, backup_roots=backup_roots)
+        inst = Instance.open(
+            directory,
+            control=control,
+            backup_roots=backup_roots,
+            archive_dir=archive_dir,
+            archive_timeout=archive_timeout,
+            archive_max_lag=archive_max_lag,
+        )
         try:
             status = inst.status()
             info = {
@@ -45,6 +55,8 @@ def serve(
                 print(f"jetstore: serving {inst.path}", flush=True)
                 for name, endpoint in info["endpoints"].items():
                     print(f"  {name:15s} {endpoint}", flush=True)
+                if archive_dir is not None:
+                    print(f"  {'archive':15s} {archive_dir}", flush=True)
                 print("  stop with Ctrl-C or SIGTERM", flush=True)
             while not stop.wait(FAILURE_POLL_S):
                 if inst.closing or inst.closed:

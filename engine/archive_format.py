@@ -1,0 +1,136 @@
+"""On-disk layout of a log archive (DESIGN.md section 6, "Continuous archiving").
+
+An archive holds the closed log generations of one database, stream by stream::
+
+    ARCHIVE/JETARCHIVE                  identity: which database's log this is (below)
+    ARCHIVE/<log signature, 32 hex>/    one directory per log stream of that database
+        jetXXXXXXXX.log                 a closed generation, byte for byte as the log
+                                        writer closed it (log_format.py), verified
+                                        record by record and against the one before it
+        incoming/jetXXXXXXXX.log        a copy in progress: never read, replaced by the
+                                        next attempt
+
+A generation appears under its final name only once its copy is complete, verified
+and fsynced (rename, then the directory fsynced): whatever is in a stream directory
+under a generation's name is a whole, closed generation.  A database's log starts a
+new stream - a new signature - after a restore and after any run that broke the old
+one (recovery.py ``_restart_log``); each stream keeps its own directory, so the
+generations of a restored copy never mix with those of the stream it forked from,
+even where their numbers overlap.
+
+``JETARCHIVE`` is one JSON object, written to ``JETARCHIVE.tmp`` and renamed::
+
+    {"format": 1, "db_signature": "<32 hex>", "created_ns": int, "crc32c": int}
+
+``crc32c`` covers the canonical JSON (sorted keys, no spaces) of the other fields.
+An archive of another database (another ``db_signature``) is refused with -555.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+
+import crc32c
+
+from .errors import JetError
+from .fileio import Env
+
+IDENTITY_FILE = "JETARCHIVE"
+INCOMING_DIR = "incoming"
+FORMAT = 1
+_STREAM_NAME = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _checksum(fields: dict) -> int:
+    return crc32c.crc32c(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode())
+
+
+def read_identity(archive: str) -> dict | None:
+    """The identity's fields; None if ``archive`` has no ``JETARCHIVE``; -1022 or -555
+    (naming the file) if it cannot be read or is not one."""
+    path = os.path.join(archive, IDENTITY_FILE)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise JetError(
+            "JET_errDiskIO", f"{path}: cannot read the archive's identity: {exc}"
+        ) from exc
+    try:
+        fields = json.loads(raw)
+        crc = fields.pop("crc32c")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        fields, crc = {}, None
+    if fields.get("format") != FORMAT or crc != _checksum(fields):
+        raise JetError(
+            "JET_errGivenLogFileHasBadSignature",
+            f"{path}: not a jetstore archive identity (damaged, or of another format)",
+        )
+    return fields
+
+
+def is_archive(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, IDENTITY_FILE))
+
+
+def claim(env: Env, archive: str, db_signature: bytes) -> dict:
+    """Make ``archive`` (created if missing; its parent must exist) the archive of the
+    database ``db_signature``, or check that it already is; -555 if it belongs to
+    another database, -1023 if the path cannot hold one."""
+    parent = os.path.dirname(os.path.abspath(archive))
+    if not os.path.isdir(parent):
+        raise JetError(
+            "JET_errInvalidPath", f"archive {archive}: its parent directory {parent} does not exist"
+        )
+    if os.path.exists(archive) and not os.path.isdir(archive):
+        raise JetError("JET_errInvalidPath", f"archive {archive}: not a directory")
+    env.makedirs(archive)
+    fields = read_identity(archive)
+    if fields is None:
+        fields = {
+            "format": FORMAT,
+            "db_signature": db_signature.hex(),
+            "created_ns": time.time_ns(),
+        }
+        path = os.path.join(archive, IDENTITY_FILE)
+        file = env.open(path + ".tmp", create=True)
+        try:
+            file.truncate(0)
+            file.pwrite(json.dumps({**fields, "crc32c": _checksum(fields)}).encode(), 0)
+            file.sync()
+        finally:
+            file.close()
+        env.rename(path + ".tmp", path)
+        env.sync_dir(archive)
+    elif fields["db_signature"] != db_signature.hex():
+        raise JetError(
+            "JET_errGivenLogFileHasBadSignature",
+            f"{os.path.join(archive, IDENTITY_FILE)}: this archive holds the log of database "
+            f"{fields['db_signature']}, not of this one ({db_signature.hex()}): give each "
+            "database an archive of its own",
+        )
+    return fields
+
+
+def stream_dir(archive: str, log_signature: bytes) -> str:
+    return os.path.join(archive, log_signature.hex())
+
+
+def incoming_dir(archive: str, log_signature: bytes) -> str:
+    return os.path.join(stream_dir(archive, log_signature), INCOMING_DIR)
+
+
+def streams(archive: str) -> list[str]:
+    """The log signatures (hex) of the streams the archive holds, by name."""
+    try:
+        names = os.listdir(archive)
+    except OSError:
+        return []
+    return sorted(
+        n for n in names if _STREAM_NAME.match(n) and os.path.isdir(os.path.join(archive, n))
+    )

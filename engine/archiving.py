@@ -1,0 +1,311 @@
+"""Continuous archiving (DESIGN.md section 6): every closed generation, copied into the
+archive (archive_format.py), verified and fsynced there, before the log writer may
+delete it.
+
+``Archiver.step`` is the whole job, free of sockets: the archiver actor calls it on
+every turn and tells the log writer how far the archive reaches (``archived_through``),
+which is what pins the unarchived generations (logkeeper.py).  A generation goes in
+this order, each step surviving a ``kill -9`` before the next:
+
+1. verify it in the live log directory, record by record (-612 naming the offset), and
+   against the header chain of the archived generation before it (-590 / -515);
+2. copy it to ``incoming/`` (replacing what an interrupted copy left there), fdatasync;
+3. read the copy back and compare its CRC32C with the source's;
+4. rename it to its final name in the stream directory, fsync the directory;
+5. report it archived (only now may the log writer delete it).
+
+A copy already under its final name (a kill between 4 and 5) is compared with the
+source and adopted if identical; one that differs is an error, never overwritten.
+
+A failure (full disk, vanished or read-only directory, damage) is retried with
+backoff (``BACKOFF``) for as long as it lasts, and is an event at every attempt:
+the generations wait in the local log meanwhile, so no acknowledged commit is lost.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+import crc32c
+
+from . import archive_format
+from .backup import COPY_CHUNK, copy_file
+from .errors import JetError
+from .events_format import EventLog
+from .fileio import Env
+from .log_format import generation_file_name
+from .log_reader import LogReader, generation_path, list_generations
+
+BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)  # seconds before the next attempt
+# Where a fault plan may kill the archiver (actors/fault_plan.py crash_at_step).
+ARCHIVE_STEPS = ("archive-verified", "archive-copied", "archive-renamed")
+
+
+def file_crc(env: Env, path: str) -> tuple[int, int]:
+    """(size, CRC32C) of a whole file, read in COPY_CHUNK pieces."""
+    file = env.open_read(path)
+    try:
+        crc, offset = 0, 0
+        while chunk := file.pread(COPY_CHUNK, offset):
+            crc = crc32c.crc32c(chunk, value=crc)
+            offset += len(chunk)
+        return offset, crc
+    finally:
+        file.close()
+
+
+class ArchiveStream:
+    """The directory of one log stream in an archive."""
+
+    def __init__(self, env: Env, archive: str, db_signature: bytes, log_signature: bytes) -> None:
+        archive_format.claim(env, archive, db_signature)
+        self.env = env
+        self.archive = archive
+        self.log_signature = log_signature
+        self.path = archive_format.stream_dir(archive, log_signature)
+        self.incoming = archive_format.incoming_dir(archive, log_signature)
+        if not os.path.isdir(self.path):
+            env.makedirs(self.path)
+            env.sync_dir(archive)
+        env.makedirs(self.incoming)
+
+    def generations(self) -> list[int]:
+        return list_generations(self.env, self.path)
+
+    def summary(self, generation: int) -> dict:
+        """The verified summary of an archived generation (its chain fields)."""
+        reader = LogReader(self.env, self.path, signature=self.log_signature)
+        return reader.verify_generation(generation, context="backup")
+
+    def add(
+        self,
+        logs_dir: str,
+        generation: int,
+        previous: dict | None,
+        fault_point: Callable[[str], None] = lambda name: None,
+    ) -> dict:
+        """Archive one closed generation of ``logs_dir``; its verified summary.
+
+        ``previous``: the summary of generation - 1 if the archive holds it, whose
+        creation time and final checksum this one's header must repeat."""
+        env = self.env
+        reader = LogReader(env, logs_dir, signature=self.log_signature)
+        summary = reader.verify_generation(generation, context="backup")
+        source = generation_path(logs_dir, generation)
+        if not summary["closed"]:
+            raise JetError(
+                "JET_errLogReadVerifyFailure",
+                f"{source}: generation {generation} is not closed and cannot be archived yet",
+            )
+        if previous is not None:
+            check_chain(previous, summary, source)
+        fault_point("archive-verified")
+        final = generation_path(self.path, generation)
+        size, crc = file_crc(env, source)
+        if env.exists(final):
+            if file_crc(env, final) != (size, crc):
+                raise JetError(
+                    "JET_errLogSequenceChecksumMismatch",
+                    f"{final}: the archive already holds a generation {generation} of stream "
+                    f"{self.log_signature.hex()} that differs from {source}; it is left as it is",
+                )
+            return summary  # archived before a kill kept it from being reported
+        temporary = os.path.join(self.incoming, generation_file_name(generation))
+        if env.exists(temporary):  # what a copy cut short left
+            env.remove(temporary)
+        copied = copy_file(env, source, temporary, None)
+        if copied != (size, crc) or file_crc(env, temporary) != (size, crc):
+            raise JetError(
+                "JET_errLogReadVerifyFailure",
+                f"{temporary}: the copy of {source} does not read back as written",
+            )
+        fault_point("archive-copied")
+        env.rename(temporary, final)
+        env.sync_dir(self.path)
+        fault_point("archive-renamed")
+        return summary
+
+
+def check_chain(previous: dict, summary: dict, path: str) -> None:
+    """``summary``'s header must name ``previous``'s creation time and final checksum."""
+    if summary["prev_create_time_ns"] != previous["create_time_ns"]:
+        raise JetError(
+            "JET_errInvalidLogSequence",
+            f"{path}: previous generation created at {summary['prev_create_time_ns']} ns, "
+            f"but the archived generation {previous['generation']} was created at "
+            f"{previous['create_time_ns']} ns",
+        )
+    if summary["prev_final_checksum"] != previous["final_checksum"]:
+        raise JetError(
+            "JET_errLogSequenceChecksumMismatch",
+            f"{path}: previous generation's final checksum {summary['prev_final_checksum']:#010x}, "
+            f"but the archived generation {previous['generation']} ends with "
+            f"{previous['final_checksum']:#010x}",
+        )
+
+
+class Archiver:
+    """Keeps an archive stream caught up with the closed generations of a logs directory."""
+
+    def __init__(
+        self,
+        env: Env,
+        logs_dir: str,
+        archive: str,
+        *,
+        db_signature: bytes,
+        log_signature: bytes,
+        events: EventLog,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], int] = time.time_ns,
+        fault_point: Callable[[str], None] = lambda name: None,
+    ) -> None:
+        self.env = env
+        self.logs_dir = logs_dir
+        self.archive = archive
+        self.db_signature = db_signature
+        self.log_signature = log_signature
+        self.events = events
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.fault_point = fault_point
+        self.stream: ArchiveStream | None = None  # opened by the first step that can
+        self.archived_through = 0  # every generation of the stream up to it is archived
+        self.previous: dict | None = None  # summary of archived_through, for the chain
+        self.archived_at_ns = 0
+        self.failures = 0
+        self.last_failure: dict | None = None
+        self.retry_at = 0.0
+
+    def due_in(self) -> float:
+        """Seconds until a failed attempt may be retried (0: now)."""
+        return max(0.0, self.retry_at - self.clock())
+
+    def open(self) -> None:
+        """Claim the archive (-555: another database's) and find where it ends; once
+        claimed, -1811 if it vanished since.  A vanished archive is not recreated: it
+        may be a disk that came unmounted, and what is written under its mount point
+        is not archived anywhere safe."""
+        if self.stream is not None:
+            if not archive_format.is_archive(self.archive):
+                raise JetError(
+                    "JET_errFileNotFound",
+                    f"archive {self.archive} vanished ({archive_format.IDENTITY_FILE} is "
+                    "gone; an unmounted disk?): the local log keeps every generation until "
+                    "it is back, or until the instance is reopened with another archive",
+                )
+            return
+        self.stream = ArchiveStream(self.env, self.archive, self.db_signature, self.log_signature)
+        archived = self.stream.generations()
+        if archived:  # resume after what an archiver before us archived
+            self.archived_through = archived[-1]
+            self.previous = self.stream.summary(archived[-1])
+
+    def step(self) -> bool:
+        """Archive every closed generation not archived yet; whether ``archived_through``
+        moved.  A failure is recorded, logged and retried later, never raised."""
+        if self.clock() < self.retry_at:
+            return False
+        before, generation = self.archived_through, None
+        try:
+            self.open()
+            for generation in self.pending():
+                previous = self.previous if generation == self.archived_through + 1 else None
+                if previous is None and self.archived_through:
+                    self.events.emit(
+                        "archive-gap",
+                        archive=self.stream.path,
+                        missing=[self.archived_through + 1, generation - 1],
+                        reason="gone from the local log before they were archived",
+                    )
+                self.previous = self.stream.add(
+                    self.logs_dir, generation, previous, self.fault_point
+                )
+                self.archived_through = generation
+                self.archived_at_ns = self.wall_clock()
+                self.events.emit(
+                    "log-archived",
+                    generation=generation,
+                    path=generation_path(self.stream.path, generation),
+                )
+        except JetError as exc:
+            self._failed(exc, generation)
+        else:
+            if self.failures:
+                self.events.emit("archive-recovered", after_attempts=self.failures)
+            self.failures = 0  # last_failure stays: what went wrong, and when
+        return self.archived_through != before
+
+    def _failed(self, exc: JetError, generation: int | None) -> None:
+        delay = BACKOFF[min(self.failures, len(BACKOFF) - 1)]
+        self.failures += 1
+        self.retry_at = self.clock() + delay
+        self.last_failure = {
+            **exc.as_dict(),
+            "generation": generation,
+            "time_ns": self.wall_clock(),
+            "attempts": self.failures,
+            "retry_in_s": delay,
+        }
+        self.events.failure(
+            "archive-failed",
+            exc,
+            archive=self.archive,
+            generation=generation,
+            attempts=self.failures,
+            retry_in_s=delay,
+        )
+
+    def pending(self) -> list[int]:
+        """Closed generations of this stream in the local log, not archived yet, in order.
+
+        All but the highest generation are closed.  Older generations of another
+        stream (the log restarted below this one) are not this stream's to archive.
+        """
+        present = list_generations(self.env, self.logs_dir)
+        waiting = [g for g in present[:-1] if g > self.archived_through]
+        ours = []
+        for generation in reversed(waiting):
+            header = LogReader(self.env, self.logs_dir).read_header(generation)  # any stream's
+            if header.signature != self.log_signature:
+                break
+            ours.append(generation)
+        return ours[::-1]
+
+    def status(self) -> dict:
+        """Archived-up-to, lag (generations, bytes, seconds) and the last failure."""
+        waiting = []
+        present = list_generations(self.env, self.logs_dir)
+        for generation in present[:-1]:
+            if generation > self.archived_through:
+                waiting.append(generation)
+        lag_bytes = 0
+        for generation in waiting:
+            try:
+                lag_bytes += os.path.getsize(generation_path(self.logs_dir, generation))
+            except OSError:
+                pass  # deleted meanwhile
+        lag_seconds = 0.0
+        if waiting:
+            # The oldest waiting generation closed when the one after it was created.
+            try:
+                closed_ns = (
+                    LogReader(self.env, self.logs_dir).read_header(waiting[0] + 1).create_time_ns
+                )
+                lag_seconds = max(0.0, (self.wall_clock() - closed_ns) / 1e9)
+            except JetError:
+                pass
+        return {
+            "archive_dir": self.archive,
+            "stream": self.log_signature.hex(),
+            "archived_through": self.archived_through,
+            "archived_at_ns": self.archived_at_ns,
+            "lag_generations": len(waiting),
+            "lag_bytes": lag_bytes,
+            "lag_seconds": round(lag_seconds, 3),
+            "failing": self.failures > 0,
+            "failures": self.failures,
+            "last_failure": self.last_failure,
+        }
