@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from jetstore.tools import bench_backup, bench_commit, bench_reads, bench_storage
+from jetstore.tools import bench_archive, bench_backup, bench_commit, bench_reads, bench_storage
 
 
 def run(main, tmp_path, *args: str) -> dict:
@@ -51,3 +51,17 @@ def test_bench_reads(tmp_path):
     for figure in ("gets_1", "gets_2", "scan"):
         assert results[f"{figure}_jetstore"] > 0 and results[f"{figure}_sqlite"] > 0
     assert results["commits_only"] > 0 and results["growth_held"]["commits"] > 0
+
+
+def test_bench_archive(tmp_path):
+    results = run(
+        bench_archive.main,
+        tmp_path,
+        *("--clients", "2", "--seconds", "1", "--rounds", "1", "--archive-timeout", "0.3"),
+    )
+    commits = results["commits"]
+    assert commits["with_tx_per_s"] > 0 and commits["without_tx_per_s"] > 0
+    assert commits["max_lag_generations"] >= 0
+    pitr = results["point_in_time_restore"]
+    assert pitr["replay_commits_per_s"] > 0 and pitr["replay_mb_per_s"] > 0
+    assert results["crash_recovery"]["reopen_seconds"] > 0

@@ -25,6 +25,28 @@ def test_demo_verifies_both_backups(tmp_path):
     assert "MISMATCH" not in result.stdout
     verified = next(line for line in result.stdout.splitlines() if line.startswith("verified:"))
     assert "keys at the full backup's roll" in verified and "correctly absent" in verified
+    moment = next(line for line in result.stdout.splitlines() if line.startswith("point in time:"))
+    assert "verified" in moment and "correctly absent" in moment
+
+
+def test_the_point_in_time_check_catches_a_commit_left_out_or_replayed_too_far(tmp_path):
+    from jetstore.engine import Instance
+    from jetstore.tools.demo import check_point_in_time, value_for
+
+    with Instance.open(str(tmp_path / "db")) as inst:
+        session = inst.session()
+        session.create_table("demo")
+        for key in (b"a", b"b"):
+            session.put("demo", key, value_for(key))
+    # (key, lsn, began, acknowledged): a and b replayed up to LSN 20, the moment is 5.0
+    commits = [(b"a", 10, 1.0, 2.0), (b"b", 20, 3.0, 4.0)]
+    assert check_point_in_time(str(tmp_path / "db"), commits, {"stopped_at_lsn": 20}, 5.0)[1] == []
+    left_out = [*commits, (b"c", 15, 3.5, 4.5)]  # at or before the stop, missing
+    assert check_point_in_time(str(tmp_path / "db"), left_out, {"stopped_at_lsn": 20}, 5.0)[1]
+    too_far = [(b"a", 10, 1.0, 2.0), (b"b", 20, 6.0, 7.0)]  # begun after the moment
+    assert check_point_in_time(str(tmp_path / "db"), too_far, {"stopped_at_lsn": 20}, 5.0)[1]
+    early = [(b"a", 10, 1.0, 2.0), (b"b", 20, 3.0, 4.0), (b"z", 30, 3.0, 4.0)]
+    assert check_point_in_time(str(tmp_path / "db"), early, {"stopped_at_lsn": 20}, 5.0)[1]
 
 
 def start_demo(tmp_path) -> subprocess.Popen:

@@ -54,11 +54,12 @@ import time
 from collections import Counter
 
 from jetstore.actors.fault_plan import FAULTS_VARIABLE
-from jetstore.engine import Instance, JetError, restore, verify_backup
+from jetstore.engine import Instance, JetError, archive_format, restore, verify_backup
+from jetstore.engine.archiving import ARCHIVE_STEPS, file_crc
 from jetstore.engine.backup import ATOMIC_TEMP, locate_backup
 from jetstore.engine.backup_run import BACKUP_STEPS
 from jetstore.engine.fileio import DEFAULT_ENV
-from jetstore.engine.log_reader import LogReader
+from jetstore.engine.log_reader import LogReader, generation_path, list_generations
 from jetstore.engine.manifest_format import MANIFEST
 from jetstore.engine.storage import LOG_DIR
 from jetstore.protocol.schema import to_buffer_manager
@@ -73,6 +74,7 @@ from jetstore.tools.arguments import (
 from jetstore.tools.output import text_aside, write_report
 
 OPTIONS = {"log_file_size": 64 << 10}
+ARCHIVE_TIMEOUT = 0.3  # every trial archives; its log rolls at least this often
 SPINNER = "while True: pass"
 # A client process's backup, killed by the campaign while its callback runs.
 DOOMED_BACKUP = """
@@ -102,7 +104,7 @@ LOG_GAP_ERRORS = {
     "JET_errExistingLogFileIsNotContiguous",
 }
 NEIGHBOUR_KEYS = {b"neighbour-%03d" % i: b"n" * 100 for i in range(50)}
-ACTORS = ("buffer_manager", "log_writer", "backup_worker")
+ACTORS = ("buffer_manager", "log_writer", "backup_worker", "archiver")
 
 CLIENT = """
 import sys
@@ -190,10 +192,13 @@ def random_fault(rng: random.Random) -> tuple[dict | None, str]:
     if kind == "kill":
         return None, "kill -9"
     if kind == "step":
-        step = rng.choice(BACKUP_STEPS)
-        return {"backup_worker": {"crash_at_step": step}}, f"backup worker dies at {step}"
+        actor, step = rng.choice(
+            [("backup_worker", step) for step in BACKUP_STEPS]
+            + [("archiver", step) for step in ARCHIVE_STEPS]
+        )
+        return {actor: {"crash_at_step": step}}, f"{actor.replace('_', ' ')} dies at {step}"
     if kind in ("enospc", "eio"):
-        actor = rng.choice(["backup_worker", "log_writer"])
+        actor = rng.choice(["backup_worker", "log_writer", "archiver"])
         n = rng.randrange(2, 40)
         plan = {actor: {"fail_write": [n, kind.upper()]}}
         return plan, f"{actor} write {n} fails with {kind.upper()}"
@@ -206,6 +211,8 @@ class Trial:
     def __init__(self, path: str, rng: random.Random, clients: int) -> None:
         self.path, self.rng, self.clients = path, rng, clients
         self.instance_dir = os.path.join(path, "instance")
+        self.archive = os.path.join(path, "archive")
+        self.options = {**OPTIONS, "archive_dir": self.archive, "archive_timeout": ARCHIVE_TIMEOUT}
         self.backups: list[dict] = []  # every backup attempted, with its outcome
         self.intents: dict = {}  # (client, transaction) -> True once it was about to commit
         self.acked: dict = {}  # (client, transaction) -> LSN after its commit record
@@ -227,7 +234,7 @@ class Trial:
         if plan is not None:
             os.environ[FAULTS_VARIABLE] = json.dumps(plan)
         try:
-            inst = Instance.open(self.instance_dir, **OPTIONS)
+            inst = Instance.open(self.instance_dir, **self.options)
         except JetError:
             if plan is None:
                 raise
@@ -490,7 +497,7 @@ class Trial:
         return os.path.join(self.path, f"restored{len(os.listdir(self.path))}")
 
     def check(self) -> None:
-        with Instance.open(self.instance_dir, **OPTIONS) as inst:
+        with Instance.open(self.instance_dir, **self.options) as inst:
             session = inst.session()
             tables = session.list_tables()
             stored = dict(session.scan("t")) if "t" in tables else {}
@@ -508,6 +515,7 @@ class Trial:
         log_start = records[0].lsn if records else 1 << 64
         self.logged.update(isolation_check.logged_commits(records))
         self.check_isolation(self.logged, log_start, isolated)
+        self.check_archive()
         checked = set()
         for index in reversed(range(len(self.backups))):  # the latest state of each destination
             record = self.backups[index]
@@ -668,6 +676,69 @@ class Trial:
             return
         self.counts["roll-forwards through the live log"] += 1
         self.check_contents(stored, None, f"roll-forward of {record['dest']}")
+
+    def check_archive(self) -> None:
+        """The archive reads as one verified stream, equal to the local log where both
+        hold a generation, and holds every generation the local log let go of since it
+        began; the newest good full backup restores through it - to its end, and to a
+        random LSN in between - to exactly the acknowledged commits at or before where
+        the replay stopped."""
+        logs = os.path.join(self.instance_dir, LOG_DIR)
+        local = list_generations(DEFAULT_ENV, logs)
+        signature = LogReader(DEFAULT_ENV, logs).read_header(local[-1]).signature
+        stream = archive_format.stream_dir(self.archive, signature)
+        archived = list_generations(DEFAULT_ENV, stream) if os.path.isdir(stream) else []
+        if not archived:
+            return
+        self.counts["generations archived"] += len(archived)
+        if archived != list(range(archived[0], archived[-1] + 1)):
+            self.violations.append(f"the archive has a gap: {archived}")
+        try:
+            for _record in LogReader(DEFAULT_ENV, stream).records(0, all_closed=True):
+                pass
+        except JetError as exc:
+            self.violations.append(f"the archive does not verify: {exc}")
+        for generation in set(archived) & set(local):
+            if file_crc(DEFAULT_ENV, generation_path(logs, generation)) != file_crc(
+                DEFAULT_ENV, generation_path(stream, generation)
+            ):
+                self.violations.append(f"archived generation {generation} differs from the log")
+        for generation in range(archived[0], local[0]):
+            if generation not in archived:
+                self.violations.append(f"generation {generation} deleted, never archived")
+        full = next(
+            (b for b in reversed(self.backups) if b["ok"] and b["kind"] in ("full", "atomic")),
+            None,
+        )
+        if full is None:
+            return
+        end = self.restore_through_archive(full["dest"], None)
+        if end is not None:
+            until = self.rng.randint(end["earliest_lsn"], end["latest_lsn"])
+            self.restore_through_archive(full["dest"], until)
+
+    def restore_through_archive(self, backup: str, until: int | None) -> dict | None:
+        """Restore ``backup`` through the archive to ``until``; check it (see above)."""
+        out = self.restore_dir()
+        what = "archive restore" if until is None else f"restore to {until:#x}"
+        try:
+            result = restore(backup, out, log_dir=self.archive, until=until)
+            stored = stored_rows(out)
+        except JetError as exc:
+            self.violations.append(f"{what} of {backup} failed: {exc}")
+            return None
+        self.counts[
+            "restores through the archive" if until is None else "point-in-time restores"
+        ] += 1
+        stopped = result["stopped_at_lsn"]
+        self.check_contents(stored, stopped + 1, f"{what} of {backup}")
+        if until is not None:
+            skipped = [t for t, lsn in self.acked.items() if stopped < lsn <= until]
+            if stopped > until or skipped:
+                self.violations.append(
+                    f"{what} stopped at {stopped:#x}, not after the last commit before it"
+                )
+        return result
 
     def check_nothing_left(self, record: dict) -> None:
         after = _snapshot(record["dest"])
