@@ -14,13 +14,13 @@ a time as ISO-8601 in UTC; bytes in MB (10**6) to 0.1, a rate in MiB/s (what the
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import textwrap
 import threading
 from typing import TYPE_CHECKING
 
 from jetstore.engine.log_format import format_lsn
+from jetstore.engine.wall_time import iso_time
 from jetstore.protocol import codec
 from jetstore.protocol.schema import OPTIONAL, Requests, to_backup, to_buffer_manager
 
@@ -42,14 +42,6 @@ class UsageError(ValueError):
 def lsn_text(lsn: int | None) -> str:
     """An LSN as ``jetstore inspect`` prints it: ``(0xGEN,0xOFFSET)``."""
     return "-" if lsn is None else format_lsn(lsn)
-
-
-def iso_time(time_ns: int | None, timespec: str = "seconds") -> str | None:
-    """A ``time.time_ns()`` value as ISO-8601 in UTC: ``2026-12-05T07:49:22Z``."""
-    if not time_ns:
-        return None
-    moment = datetime.datetime.fromtimestamp(time_ns / 1e9, datetime.timezone.utc)
-    return moment.isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 def megabytes(count: int | None) -> str:
@@ -163,7 +155,7 @@ class Status(Command):
             record = backups.get(kind)
             lines.append(
                 f"  {label:16s} generations {record['gen_low']}..{record['gen_high']} "
-                f"at {iso_time(record['time_ns'])}"
+                f"at {iso_time(record['time_ns'], timespec='seconds')}"
                 if record
                 else f"  {label:16s} none"
             )
@@ -196,8 +188,9 @@ def archive_lines(archive: dict | None) -> list[str]:
     failure = archive.get("last_failure")
     if failure:
         state = "FAILING" if archive["failing"] else "last failure"
+        when = iso_time(failure["time_ns"], timespec="seconds")
         lines.append(
-            f"  {'archive ' + state:16s} {iso_time(failure['time_ns'])} {failure['name']} "
+            f"  {'archive ' + state:16s} {when} {failure['name']} "
             f"({failure['err']}): {failure['message']}; attempt {failure['attempts']}"
         )
     return lines

@@ -32,7 +32,7 @@ import os
 from . import archive_format
 from .backup import ATOMIC_NEW, ATOMIC_OLD, read_manifest
 from .backup_restore import verify_backup
-from .catalog_log import check_headers, contiguous_ranges, iso_time, read_span
+from .catalog_log import check_headers, contiguous_ranges, read_span
 from .database_file import read_meta
 from .errors import JetError
 from .fileio import DEFAULT_ENV, fspath
@@ -41,6 +41,7 @@ from .log_reader import LogReader, generation_path, list_generations
 from .manifest_format import MANIFEST
 from .results import BackupCatalog, CatalogArchive, CatalogChain, CatalogStream
 from .storage import DB_FILE, LOG_DIR
+from .wall_time import iso_time
 
 BACKUP, ARCHIVE = "backup", "archive"
 

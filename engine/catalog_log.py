@@ -12,25 +12,11 @@ cheap, and the first commit's time is left to the header's ``create_time_ns`` bo
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass
 
 from . import redo_format
 from .log_format import format_lsn, lsn_gen, make_lsn
 from .log_reader import LogReader, LogRecord
-
-
-def iso_time(time_ns: int | None, *, round_up: bool = False) -> str | None:
-    """A wall-clock ``time_ns`` as ISO-8601 UTC to the microsecond, as far as a datetime
-    (a restore target) can say; ``round_up`` for a lower bound, so that the text taken
-    as a target does not fall before it."""
-    if time_ns is None:
-        return None
-    micros = -(-time_ns // 1000) if round_up else time_ns // 1000
-    seconds, rest = divmod(micros, 1_000_000)
-    moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
-    text = moment.replace(microsecond=rest).isoformat(timespec="microseconds")
-    return text.replace("+00:00", "Z")
 
 
 def contiguous_ranges(generations: list[int]) -> list[tuple[int, int]]:

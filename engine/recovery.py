@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import redo_format
-from .catalog_log import iso_time
 from .errors import JetError
 from .events_format import EventLog
 from .fileio import Env
@@ -30,6 +29,7 @@ from .log_format import format_lsn, lsn_gen, lsn_offset
 from .log_reader import LogReader
 from .log_stream import LogStream
 from .meta_format import DB_DIRTY, DB_JUST_CREATED, FLAG_UNLOGGED, Meta
+from .wall_time import iso_time
 
 # (record, its LSN, where it is - for error messages)
 Apply = Callable[[redo_format.Record, int, str], None]

@@ -242,6 +242,18 @@ def test_an_archive_whose_parent_is_missing_is_refused(tmp_path):
     assert caught.value.err == -1023
 
 
+def test_generations_gone_before_they_were_archived_are_a_recorded_gap(log, tmp_path):
+    fill(log, 1)
+    archiver = make_archiver(log, tmp_path)
+    archiver.step()  # generation 1
+    fill(log, 3)
+    log.truncate_below(4)  # 2 and 3 went unarchived (the local-log limit let go)
+    assert archiver.step() is True
+    assert list_generations(DEFAULT_ENV, archived_dir(tmp_path)) == [1, 4]
+    (gap,) = events(tmp_path, "archive-gap")
+    assert gap["missing"] == [2, 3]
+
+
 def test_a_generation_that_does_not_chain_on_is_refused(log, tmp_path):
     fill(log, 2)
     archiver = make_archiver(log, tmp_path)

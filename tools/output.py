@@ -13,7 +13,8 @@ import json
 import sys
 from collections.abc import Iterator
 
-from jetstore.actors.control_commands import iso_time, lsn_text
+from jetstore.actors.control_commands import lsn_text
+from jetstore.engine.wall_time import iso_time
 
 
 def is_lsn(key: str) -> bool:
@@ -31,7 +32,7 @@ def json_document(value):
             if is_lsn(key) and (item is None or type(item) is int):
                 document[f"{key}_text"] = None if item is None else lsn_text(item)
             elif key.endswith("time_ns") and (item is None or type(item) is int):
-                document[key.removesuffix("_ns")] = iso_time(item, "milliseconds")
+                document[key.removesuffix("_ns")] = iso_time(item, timespec="milliseconds")
         return document
     if isinstance(value, (list, tuple)):
         return [json_document(item) for item in value]
