@@ -1,9 +1,11 @@
 """Archiver actor: keeps the log archive caught up with the closed generations
 (DESIGN.md section 6, "Continuous archiving"; the steps are engine/archiving.py).
 
-Loop: every turn - ``TURN_MS``, or at once after a request - archive whatever
-generation closed since the last turn, then tell the log writer how far the archive
-reaches (``archived``): only then may it delete those generations.  Serve status,
+Loop: every turn - ``TURN_MS``, at once after a request, back to back while a
+backlog lasts - archive the oldest generation closed and not archived yet, then
+tell the log writer how far the archive reaches (``archived``): only then may it
+delete those generations.  One generation a turn, so a request waits for one copy
+at most.  Serve status,
 ping and shutdown.  It is off the commit path: it reads closed files, at the backup
 worker's niceness, and talks to the log writer once per archived generation.  A
 ``kill -9`` at any step loses nothing: the log writer keeps every generation not
@@ -58,7 +60,7 @@ def main(config: dict) -> None:
     reported = 0
     try:
         while not stopping:
-            ready = host.wait(TURN_MS)
+            ready = host.wait(0 if archiver.behind else TURN_MS)
             if ready is None:
                 break
             if router in ready:
@@ -66,7 +68,7 @@ def main(config: dict) -> None:
                     router, schema.ARCHIVER, handlers, NAME, replies=schema.ARCHIVER_REPLIES
                 )
             host.heartbeat.busy()
-            archiver.step()
+            archiver.step(limit=1)
             if archiver.archived_through > reported:
                 request = to_log_control.archived(generation=archiver.archived_through)
                 try:

@@ -174,6 +174,8 @@ class Archiver:
         self.stream: ArchiveStream | None = None  # opened by the first step that can
         self.archived_through = 0  # every generation of the stream up to it is archived
         self.previous: dict | None = None  # summary of archived_through, for the chain
+        self.stream_begins: int | None = None  # this stream's first local generation
+        self.behind = False  # the last step left closed generations for the next ones
         self.archived_at_ns = 0
         self.failures = 0
         self.last_failure: dict | None = None
@@ -203,15 +205,18 @@ class Archiver:
             self.archived_through = archived[-1]
             self.previous = self.stream.summary(archived[-1])
 
-    def step(self) -> bool:
-        """Archive every closed generation not archived yet; whether ``archived_through``
-        moved.  A failure is recorded, logged and retried later, never raised."""
+    def step(self, limit: int | None = None) -> bool:
+        """Archive the closed generations not archived yet, at most ``limit`` of them
+        (``behind`` tells whether any were left); whether ``archived_through`` moved.
+        A failure is recorded, logged and retried later, never raised."""
         if self.clock() < self.retry_at:
             return False
         before, generation = self.archived_through, None
         try:
             self.open()
-            for generation in self.pending():
+            pending = self.pending()
+            self.behind = limit is not None and len(pending) > limit
+            for generation in pending[:limit]:
                 previous = self.previous if generation == self.archived_through + 1 else None
                 if previous is None and self.archived_through:
                     self.events.emit(
@@ -262,17 +267,18 @@ class Archiver:
         """Closed generations of this stream in the local log, not archived yet, in order.
 
         All but the highest generation are closed.  Older generations of another
-        stream (the log restarted below this one) are not this stream's to archive.
+        stream (the log restarted below this one) are not this stream's to archive;
+        where this stream begins is read once, from the headers, newest first.
         """
         present = list_generations(self.env, self.logs_dir)
-        waiting = [g for g in present[:-1] if g > self.archived_through]
-        ours = []
-        for generation in reversed(waiting):
-            header = LogReader(self.env, self.logs_dir).read_header(generation)  # any stream's
-            if header.signature != self.log_signature:
-                break
-            ours.append(generation)
-        return ours[::-1]
+        if self.stream_begins is None:
+            self.stream_begins = present[0]
+            for generation in reversed(present):
+                header = LogReader(self.env, self.logs_dir).read_header(generation)  # any stream
+                if header.signature != self.log_signature:
+                    self.stream_begins = generation + 1
+                    break
+        return [g for g in present[:-1] if g > self.archived_through and g >= self.stream_begins]
 
     def status(self) -> dict:
         """Archived-up-to, lag (generations, bytes, seconds) and the last failure."""

@@ -108,6 +108,16 @@ def test_every_closed_generation_is_archived_byte_for_byte_and_chains(log, tmp_p
     assert os.listdir(archive_format.incoming_dir(str(tmp_path / "archive"), SIGNATURE)) == []
 
 
+def test_a_backlog_goes_one_generation_a_step_when_limited(log, tmp_path):
+    fill(log, 3)
+    archiver = make_archiver(log, tmp_path)
+    for expected in (1, 2, 3):
+        assert archiver.step(limit=1) is True
+        assert archiver.archived_through == expected
+        assert archiver.behind is (expected < 3)
+    assert archiver.step(limit=1) is False and archiver.behind is False
+
+
 def test_the_open_generation_waits_until_it_is_closed(log, tmp_path):
     log.append(b"only record")
     log.sync()
