@@ -293,7 +293,7 @@ def test_a_lost_machine_restores_through_the_archive_to_its_last_archived_commit
         session.create_table("t")
         session.put("t", b"before-backup", b"v")
         inst.backup(str(backup))
-        for n in range(1500):
+        for n in range(600):
             key = b"k%05d" % n
             session.begin()
             session.put("t", key, key * 20)
