@@ -56,6 +56,7 @@ def main(config: dict) -> None:
     log_writer = Channel(host.context, cfg.endpoints["log_control"], lambda: None)
     stopping: list[bool] = []
     handlers = request_handlers(archiver, stopping)
+    archiver.step(limit=0)  # where to resume, before the first status (a failure retries)
     host.start(lambda: {"archived_through": archiver.archived_through}, {})
     reported = 0
     try:

@@ -178,8 +178,16 @@ def archive_lines(archive: dict | None) -> list[str]:
     """The archiver's report (engine/archiving.py Archiver.status), for people."""
     if archive is None:
         return [f"  {'archive':16s} off"]
-    if not archive.get("alive") or "error" in archive:
-        return [f"  {'archive':16s} archiver restarting ({archive.get('error', 'not alive')})"]
+    if archive.get("given_up"):
+        return [
+            f"  {'archive':16s} OFF: the archiver died too often and was given up "
+            "(events.jsonl says why); the log keeps every unarchived generation until "
+            "the instance is reopened"
+        ]
+    if not archive.get("alive"):
+        return [f"  {'archive':16s} archiver restarting"]
+    if "error" in archive:
+        return [f"  {'archive':16s} archiver not answering ({archive['error']['message']})"]
     lines = [
         f"  {'archive':16s} {archive['archive_dir']}: up to generation "
         f"{archive['archived_through']}; lag {archive['lag_generations']} generation(s), "

@@ -47,6 +47,7 @@ import zmq
 
 from jetstore.engine.archive_format import claim as claim_archive
 from jetstore.engine.errors import JetError
+from jetstore.engine.events_format import EventLog
 from jetstore.engine.fileio import DEFAULT_ENV
 from jetstore.engine.published_format import CLOSED, PUBLISHED_FILE, Published, create_published
 from jetstore.engine.reader_table_format import READERS_FILE, create_reader_table
@@ -73,6 +74,7 @@ STARVED_TIMEOUT = 60.0  # no heartbeat for this long even from a runnable proces
 FAILURE_REPORT_GRACE = 1.0  # how long an actor's startup failure may trail its exit
 BUSY_TIMEOUT = 120.0  # one request or batch taking this long: the loop is stuck
 STOP_TIMEOUT = 30.0
+ARCHIVER_STOP_TIMEOUT = 2.0
 MAX_RESTARTS = 5
 RESTART_BACKOFF = (0.1, 0.5, 1.0, 2.0, 4.0)
 STABLE_AFTER = 10.0  # a restarted worker up this long resets the restart count
@@ -124,6 +126,7 @@ class ActorState:
     startup_error: JetError | None = None
     released: bool = False
     pid: int = 0
+    given_up: bool = False  # dead after MAX_RESTARTS restarts: not restarted again
 
     @property
     def alive(self) -> bool:
@@ -133,7 +136,10 @@ class ActorState:
         """Close the reaped process object: its sentinel pipe would leak otherwise."""
         if not self.released:
             self.released = True
-            self.process.close()
+            try:
+                self.process.close()
+            except ValueError:  # still running: stuck in the kernel (a frozen disk), unkillable
+                log.error("%s (pid %d) could not be reaped: it is stuck", self.name, self.pid)
 
 
 class Supervisor:
@@ -385,7 +391,7 @@ class Supervisor:
                     del self.pending_restarts[name]
                     self._restart(name)
             for state in self.actors.values():
-                if state.restarts and now - state.started > STABLE_AFTER:
+                if state.restarts and state.alive and now - state.started > STABLE_AFTER:
                     state.restarts = 0
 
     def _lost(self, state: ActorState, why: str) -> None:
@@ -405,6 +411,14 @@ class Supervisor:
         if self.failure is None:
             if state.restarts >= MAX_RESTARTS:
                 log.error("%s restarted %d times; giving up", state.name, state.restarts)
+                state.given_up = True
+                EventLog(self.path).emit(
+                    "actor-given-up",
+                    actor=state.name,
+                    restarts=state.restarts,
+                    why=message,
+                    until="the instance is reopened",
+                )
                 return
             delay = RESTART_BACKOFF[min(state.restarts, len(RESTART_BACKOFF) - 1)]
             self.pending_restarts[state.name] = self.clock() + delay
@@ -440,6 +454,7 @@ class Supervisor:
                     "alive": state.alive and not state.lost,
                     "uptime_s": round(now - state.started, 3),
                     "restarts": state.restarts,
+                    "given_up": state.given_up,
                     "busy_s": round(state.busy_s, 3),
                     "info": state.info,
                 }
@@ -460,7 +475,9 @@ class Supervisor:
                 # files removed, its pins released) while the others can still answer.
                 self._shutdown("backup_worker", self.endpoints["backup"])
                 if "archiver" in self.endpoints:
-                    self._shutdown("archiver", self.endpoints["archiver"])
+                    # It holds nothing a kill loses (the log keeps what it has not
+                    # archived): an archiver stuck on a stalled disk is not waited for.
+                    self._shutdown("archiver", self.endpoints["archiver"], ARCHIVER_STOP_TIMEOUT)
                 self._shutdown("buffer_manager", self.endpoints["buffer_manager"])
                 if self.logging:
                     self._shutdown("log_writer", self.endpoints["log_control"])
@@ -478,7 +495,7 @@ class Supervisor:
                 self.context.destroy(linger=0)
                 self.context = None
 
-    def _shutdown(self, name: str, endpoint: str) -> None:
+    def _shutdown(self, name: str, endpoint: str, timeout: float = STOP_TIMEOUT) -> None:
         state = self.actors.get(name)
         if state is None or not state.alive:
             return
@@ -499,13 +516,13 @@ class Supervisor:
         else:
             channel.health = exited  # stopping: this is the last call made on it
         try:
-            channel.call(schema.Request("shutdown", {}), timeout=STOP_TIMEOUT)
+            channel.call(schema.Request("shutdown", {}), timeout=timeout)
         except JetError as exc:
             log.error("%s did not shut down cleanly: %s", name, exc)
         finally:
             if channel is not self.control:
                 channel.close()
-        state.process.join(STOP_TIMEOUT)
+        state.process.join(timeout)
 
     def _kill_all(self, signal_first: bool = True) -> None:
         for state in self.actors.values():

@@ -24,6 +24,7 @@ from jetstore.actors.supervisor import Supervisor
 from jetstore.protocol.channel import Channel
 from jetstore.protocol.schema import Request, to_archiver, to_backup, to_buffer_manager
 
+from . import archive_format
 from .backup import Progress, backup_manifest_in
 from .client import Session
 from .errors import InvalidArgumentTypeError, JetError
@@ -31,13 +32,17 @@ from .fileio import fspath, io_error
 from .read_view import DEFAULT_MAX_OVERLAY_BYTES, DEFAULT_MAX_SNAPSHOT_CHECKPOINTS, ReadView
 from .results import BackupResult, InstanceStatus
 from .run_dir_format import RUN_DIR, instance_running, read_endpoints, write_endpoints
+from .storage import DB_FILE, LOG_DIR
 
 HEALTH_CHECK_INTERVAL = 0.2  # how often a connected process looks at the actors' processes
 
 _active_instance: weakref.ref | None = None  # JetBackup() and friends act on this one
 
 
-ARCHIVER_TIMEOUT = 5.0  # an archiver answers status at once unless it is stuck
+ARCHIVER_TIMEOUT = 1.0  # an archiver answers status at once unless it is stuck
+# Every roll preallocates a whole generation: rolling more often fills the archive with
+# empty space (PostgreSQL warns the same of a short archive_timeout).
+MIN_ARCHIVE_TIMEOUT = 0.1
 
 
 def active_instance() -> Instance | None:
@@ -177,8 +182,8 @@ class _Attached:
         archiver = actors.get("archiver")
         if archiver is None:
             return None
-        if not archiver["alive"]:
-            return {"alive": False, "pid": archiver["pid"]}  # restarted by the supervisor
+        if not archiver["alive"]:  # being restarted by the supervisor, or given up
+            return {"alive": False, "pid": archiver["pid"], "given_up": archiver.get("given_up")}
         channel = self._channel("archiver")
         try:
             return {"alive": True, **channel.call(to_archiver.status(), timeout=ARCHIVER_TIMEOUT)}
@@ -508,22 +513,45 @@ def _archiving(
     if not logging:
         raise JetError("JET_errLoggingDisabled", "archiving needs the log (logging=False)")
     directory = os.path.abspath(fspath(archive_dir))
-    instance = os.path.abspath(path)
-    if directory == instance or directory.startswith(instance + os.sep):
-        raise JetError(
-            "JET_errInvalidPath",
-            f"archive {directory} is inside the instance {instance}: an archive must survive "
-            "the loss of the instance's disk, so give it a directory of its own elsewhere",
-        )
-    for name, value in (("archive_timeout", archive_timeout), ("archive_max_lag", archive_max_lag)):
+    for name, value, least in (
+        ("archive_timeout", archive_timeout, MIN_ARCHIVE_TIMEOUT),
+        ("archive_max_lag", archive_max_lag, 1),
+    ):
         if value is None:
             continue
         if type(value) not in (int, float):
             raise InvalidArgumentTypeError(
                 "JET_errInvalidParameter", f"{name} must be a number, not {value!r}"
             )
-        if not math.isfinite(value) or value <= 0:
-            raise JetError("JET_errInvalidParameter", f"{name} must be positive, not {value!r}")
+        if not math.isfinite(value) or value < least:
+            raise JetError(
+                "JET_errInvalidParameter", f"{name} must be at least {least}, not {value!r}"
+            )
+    # Checked before anything is created: the checks the open's claim makes again.
+    real, instance = os.path.realpath(directory), os.path.realpath(path)
+    if real == instance or real.startswith(instance + os.sep):
+        raise JetError(
+            "JET_errInvalidPath",
+            f"archive {directory} is inside the instance {path}: an archive must survive "
+            "the loss of the instance's disk, so give it a directory of its own elsewhere",
+        )
+    if os.path.exists(os.path.join(real, DB_FILE)) or os.path.isdir(os.path.join(real, LOG_DIR)):
+        raise JetError(
+            "JET_errInvalidPath", f"archive {directory} is an instance directory, not an archive"
+        )
+    if not os.path.isdir(os.path.dirname(real)) or (
+        os.path.exists(real) and not os.path.isdir(real)
+    ):
+        raise JetError(
+            "JET_errInvalidPath",
+            f"archive {directory}: not a directory, and its parent is none to create it in",
+        )
+    if not os.path.isdir(path) and archive_format.read_identity(real) is not None:
+        raise JetError(  # a new database has a new signature: any archive is another's
+            "JET_errGivenLogFileHasBadSignature",
+            f"archive {directory} holds another database's log: a new instance needs an "
+            "archive of its own",
+        )
     return {
         "archive_dir": directory,
         "timeout": None if archive_timeout is None else float(archive_timeout),

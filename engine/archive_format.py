@@ -18,7 +18,8 @@ one (recovery.py ``_restart_log``); each stream keeps its own directory, so the
 generations of a restored copy never mix with those of the stream it forked from,
 even where their numbers overlap.
 
-``JETARCHIVE`` is one JSON object, written to ``JETARCHIVE.tmp`` and renamed::
+``JETARCHIVE`` is one JSON object, written to a temporary file of its own and
+linked into place (never replacing one that is there)::
 
     {"format": 1, "db_signature": "<32 hex>", "created_ns": int, "crc32c": int}
 
@@ -31,12 +32,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import time
 
 import crc32c
 
 from .errors import JetError
-from .fileio import Env
+from .fileio import Env, io_error
 
 IDENTITY_FILE = "JETARCHIVE"
 INCOMING_DIR = "incoming"
@@ -78,10 +80,16 @@ def is_archive(path: str) -> bool:
     return os.path.isfile(os.path.join(path, IDENTITY_FILE))
 
 
-def claim(env: Env, archive: str, db_signature: bytes) -> dict:
-    """Make ``archive`` (created if missing; its parent must exist) the archive of the
-    database ``db_signature``, or check that it already is; -555 if it belongs to
-    another database, -1023 if the path cannot hold one."""
+def claim(env: Env, archive: str, db_signature: bytes, *, create: bool = True) -> dict:
+    """Make ``archive`` the archive of the database ``db_signature``, or check that it
+    already is: -555 if it belongs to another database, -1023 if the path cannot hold
+    one.  ``create``: make it if it has no identity yet (its parent must exist); else a
+    missing identity is -1811 - an archiver never recreates an archive that vanished,
+    which may be a disk that came unmounted.
+
+    Two databases claiming one new archive at once: the identity is published with
+    link(2), which fails if the name exists, so exactly one of them claims it and the
+    other then reads it (and is refused, -555)."""
     parent = os.path.dirname(os.path.abspath(archive))
     if not os.path.isdir(parent):
         raise JetError(
@@ -89,25 +97,19 @@ def claim(env: Env, archive: str, db_signature: bytes) -> dict:
         )
     if os.path.exists(archive) and not os.path.isdir(archive):
         raise JetError("JET_errInvalidPath", f"archive {archive}: not a directory")
-    env.makedirs(archive)
-    fields = read_identity(archive)
+    fields = read_identity(archive) if os.path.isdir(archive) else None
+    if fields is None and not create:
+        raise JetError(
+            "JET_errFileNotFound",
+            f"archive {archive}: no {IDENTITY_FILE} there - it vanished (an unmounted disk?) "
+            "and is not recreated behind the operator's back: the local log keeps every "
+            "generation until it is back, or the instance is reopened with another archive",
+        )
     if fields is None:
-        fields = {
-            "format": FORMAT,
-            "db_signature": db_signature.hex(),
-            "created_ns": time.time_ns(),
-        }
-        path = os.path.join(archive, IDENTITY_FILE)
-        file = env.open(path + ".tmp", create=True)
-        try:
-            file.truncate(0)
-            file.pwrite(json.dumps({**fields, "crc32c": _checksum(fields)}).encode(), 0)
-            file.sync()
-        finally:
-            file.close()
-        env.rename(path + ".tmp", path)
-        env.sync_dir(archive)
-    elif fields["db_signature"] != db_signature.hex():
+        env.makedirs(archive)
+        _publish_identity(env, archive, db_signature)
+        fields = read_identity(archive)
+    if fields["db_signature"] != db_signature.hex():
         raise JetError(
             "JET_errGivenLogFileHasBadSignature",
             f"{os.path.join(archive, IDENTITY_FILE)}: this archive holds the log of database "
@@ -115,6 +117,29 @@ def claim(env: Env, archive: str, db_signature: bytes) -> dict:
             "database an archive of its own",
         )
     return fields
+
+
+def _publish_identity(env: Env, archive: str, db_signature: bytes) -> None:
+    """Write the identity under a name of this claim's own, then link it into place
+    (a no-op if another claim's got there first)."""
+    fields = {"format": FORMAT, "db_signature": db_signature.hex(), "created_ns": time.time_ns()}
+    path = os.path.join(archive, IDENTITY_FILE)
+    temporary = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    file = env.open(temporary, create=True, exclusive=True)
+    try:
+        file.pwrite(json.dumps({**fields, "crc32c": _checksum(fields)}).encode(), 0)
+        file.sync()
+    finally:
+        file.close()
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        pass  # another claim published first: read_identity tells whose archive it is
+    except OSError as exc:
+        raise io_error(exc, f"publish the archive identity {path}") from exc
+    finally:
+        env.remove(temporary)
+    env.sync_dir(archive)
 
 
 def stream_dir(archive: str, log_signature: bytes) -> str:

@@ -60,7 +60,7 @@ class ArchiveStream:
     """The directory of one log stream in an archive."""
 
     def __init__(self, env: Env, archive: str, db_signature: bytes, log_signature: bytes) -> None:
-        archive_format.claim(env, archive, db_signature)
+        archive_format.claim(env, archive, db_signature, create=False)  # the open claimed it
         self.env = env
         self.archive = archive
         self.log_signature = log_signature
@@ -128,6 +128,18 @@ class ArchiveStream:
         return summary
 
 
+def _identity(env: Env, logs_dir: str, generation: int) -> tuple:
+    """What tells one generation from another of the same number: its stream, its
+    creation time and its link to the one before."""
+    header = LogReader(env, logs_dir).read_header(generation)
+    return (
+        header.signature,
+        header.create_time_ns,
+        header.prev_create_time_ns,
+        header.prev_final_checksum,
+    )
+
+
 def check_chain(previous: dict, summary: dict, path: str) -> None:
     """``summary``'s header must name ``previous``'s creation time and final checksum."""
     if summary["prev_create_time_ns"] != previous["create_time_ns"]:
@@ -186,10 +198,8 @@ class Archiver:
         return max(0.0, self.retry_at - self.clock())
 
     def open(self) -> None:
-        """Claim the archive (-555: another database's) and find where it ends; once
-        claimed, -1811 if it vanished since.  A vanished archive is not recreated: it
-        may be a disk that came unmounted, and what is written under its mount point
-        is not archived anywhere safe."""
+        """Check the archive (-555: another database's; -1811: vanished, never
+        recreated) and find where this stream's archiving resumes (``_resume``)."""
         if self.stream is not None:
             if not archive_format.is_archive(self.archive):
                 raise JetError(
@@ -199,11 +209,43 @@ class Archiver:
                     "it is back, or until the instance is reopened with another archive",
                 )
             return
-        self.stream = ArchiveStream(self.env, self.archive, self.db_signature, self.log_signature)
-        archived = self.stream.generations()
-        if archived:  # resume after what an archiver before us archived
-            self.archived_through = archived[-1]
-            self.previous = self.stream.summary(archived[-1])
+        stream = ArchiveStream(self.env, self.archive, self.db_signature, self.log_signature)
+        self.archived_through, self.previous = self._resume(stream)
+        self.stream = stream
+
+    def _resume(self, stream: ArchiveStream) -> tuple[int, dict | None]:
+        """Where archiving resumes: after the newest closed local generation that the
+        archive holds with every closed local one before it.  What both hold must be the
+        same generation - the headers of all, the bytes of the newest - or this is
+        another copy of the database archiving into the same stream (a copied
+        directory, a VM snapshot rolled back): -590, and the local log keeps everything.
+        """
+        archived = set(stream.generations())
+        closed = self.local_closed()
+        shared = [g for g in closed if g in archived]
+        for generation in shared:
+            local = generation_path(self.logs_dir, generation)
+            theirs = generation_path(stream.path, generation)
+            same = _identity(self.env, self.logs_dir, generation) == _identity(
+                self.env, stream.path, generation
+            )
+            if same and generation == shared[-1]:
+                same = file_crc(self.env, local) == file_crc(self.env, theirs)
+            if not same:
+                raise JetError(
+                    "JET_errLogSequenceChecksumMismatch",
+                    f"{theirs}: the archive holds a generation {generation} of this stream "
+                    f"that differs from {local}: another copy of this database (a copied "
+                    "directory, a restored VM snapshot) archives into it.  Nothing is "
+                    "archived or deleted; reopen this instance with an archive of its own",
+                )
+        missing = next((g for g in closed if g not in archived), None)
+        if missing is not None:
+            through = missing - 1
+        else:  # never past this log's own closed generations, whatever the archive has
+            present = list_generations(self.env, self.logs_dir)
+            through = closed[-1] if closed else present[-1] - 1
+        return through, stream.summary(through) if through in archived else None
 
     def step(self, limit: int | None = None) -> bool:
         """Archive the closed generations not archived yet, at most ``limit`` of them
@@ -263,8 +305,8 @@ class Archiver:
             retry_in_s=delay,
         )
 
-    def pending(self) -> list[int]:
-        """Closed generations of this stream in the local log, not archived yet, in order.
+    def local_closed(self) -> list[int]:
+        """The closed generations of this stream in the local log, in order.
 
         All but the highest generation are closed.  Older generations of another
         stream (the log restarted below this one) are not this stream's to archive;
@@ -278,7 +320,11 @@ class Archiver:
                 if header.signature != self.log_signature:
                     self.stream_begins = generation + 1
                     break
-        return [g for g in present[:-1] if g > self.archived_through and g >= self.stream_begins]
+        return [g for g in present[:-1] if g >= self.stream_begins]
+
+    def pending(self) -> list[int]:
+        """The closed generations of this stream not archived yet, in order."""
+        return [g for g in self.local_closed() if g > self.archived_through]
 
     def status(self) -> dict:
         """Archived-up-to, lag (generations, bytes, seconds) and the last failure."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
 import os
 import shutil
 import time
@@ -53,6 +54,23 @@ _RESTORE_LOG_ERRORS = {
 }
 
 
+def _callback(status: Report | None) -> Report:
+    """``status`` as the operation calls it: an exception it raises aborts the operation
+    with -2101, as a backup's callback does (DESIGN section 4)."""
+    if status is None:
+        return no_report
+
+    def report(progress: Progress) -> None:
+        try:
+            status(progress)
+        except Exception as exc:  # noqa: BLE001 - whatever the caller's code raised
+            raise JetError(
+                "JET_errCallbackFailed", f"the status callback raised {type(exc).__name__}: {exc}"
+            ) from exc
+
+    return report
+
+
 def verify_backup(
     backup_dir: str | bytes | os.PathLike,
     *,
@@ -63,7 +81,7 @@ def verify_backup(
 
     ``status`` receives each ``Progress`` event (phase "verify").  A damaged backup
     raises a JetError naming the file and what is wrong with it."""
-    env, report = DEFAULT_ENV, status or no_report
+    env, report = DEFAULT_ENV, _callback(status)
     directory, manifest = locate_backup(fspath(backup_dir))
     total = sum(entry["size"] for entry in manifest["files"].values())
     done = 0
@@ -189,7 +207,7 @@ def restore(
     completes it.
     """
     started = time.monotonic()
-    env, report = DEFAULT_ENV, status or no_report
+    env, report = DEFAULT_ENV, _callback(status)
     until_lsn, until_ns = _target(until)
     dest_dir = fspath(dest_dir)
     directory, manifest = locate_backup(fspath(backup_dir))
@@ -199,18 +217,26 @@ def restore(
         raise JetError(
             "JET_errInvalidPath", f"{dest_dir} is inside the backup {fspath(backup_dir)}"
         )
-    resuming = _check_destination(dest_dir, manifest)
-    checked = verify_backup(backup_dir, status=report)
+    created = not os.path.exists(dest_dir)
+    env.makedirs(dest_dir)
+    lock = _lock_destination(dest_dir)
+    try:
+        resuming = _check_destination(dest_dir, manifest)
+        checked = verify_backup(backup_dir, status=report)
+    except BaseException:
+        os.close(lock)
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(dest_dir)
+        raise
     dest_db, dest_logs = os.path.join(dest_dir, DB_FILE), os.path.join(dest_dir, LOG_DIR)
     ours = resuming or not os.path.isdir(dest_logs)  # an empty logs/ there stays
-    created = not os.path.exists(dest_dir)
     if resuming:  # the interrupted restore's files: this run starts it over
         remove_if_present(dest_db)
         shutil.rmtree(dest_logs, ignore_errors=True)
-    else:
-        env.makedirs(dest_dir)
-        restore_marker_format.write(env, dest_dir, manifest["backup_id"], directory)
     try:
+        if not resuming:
+            restore_marker_format.write(env, dest_dir, manifest["backup_id"], directory)
         total = checked["bytes"]
         report(Progress("begin", "restore", 0, total))
         copy_file(env, os.path.join(directory, DB_FILE), dest_db, None)
@@ -222,10 +248,17 @@ def restore(
             )
             copied += size
             report(Progress("progress", "logs", copied, total, name))
-        rolled = (
-            _roll_forward(env, manifest, logs_source, dest_logs, all_closed=archived)
+        rolled, break_ahead = (
+            _roll_forward(
+                env,
+                manifest,
+                logs_source,
+                dest_logs,
+                all_closed=archived,
+                stop_at_break=until is not None,
+            )
             if logs_source is not None
-            else []
+            else ([], None)
         )
         env.sync_dir(dest_logs)
         env.sync_dir(dest_dir)
@@ -239,7 +272,12 @@ def restore(
             progress=lambda done, to_read: report(Progress("progress", "replay", done, to_read)),
         )
         replay_started = time.monotonic()
-        storage = Storage.open(dest_dir, create=False, env=env, restoring=restoring)
+        try:
+            storage = Storage.open(dest_dir, create=False, env=env, restoring=restoring)
+        except JetError as exc:
+            if break_ahead is not None and exc.name == "JET_errRequiredLogFilesMissing":
+                raise break_ahead from exc  # the target lies past where the log breaks
+            raise
         try:
             replay_seconds = time.monotonic() - replay_started
             storage.clear_backup_history()
@@ -270,6 +308,8 @@ def restore(
             with contextlib.suppress(OSError):  # only if nothing else arrived there
                 os.rmdir(dest_dir)
         raise
+    finally:
+        os.close(lock)
     report(Progress("complete", "restore", total, total))
     rate_seconds = max(replay_seconds, 1e-9)
     return {
@@ -367,19 +407,37 @@ def _log_source(
     return path, archived
 
 
+def _lock_destination(dest_dir: str) -> int:
+    """The destination for this restore alone (flock on the directory, released when
+    the returned fd is closed): a second restore into it fails at once with -506,
+    touching nothing - two at once would each remove what the other wrote."""
+    fd = os.open(dest_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise JetError(
+            "JET_errRestoreInProgress", f"{dest_dir}: another restore is writing into it"
+        ) from None
+    return fd
+
+
 def _check_destination(dest_dir: str, manifest: dict) -> bool:
     """Whether this restore resumes an interrupted one in ``dest_dir``; -1023 if the
-    directory holds anything else a restore must not overwrite."""
+    directory holds anything else (an empty ``logs/`` aside): a restore writes a
+    database there, and its cleanup must not take what it did not bring."""
     marker = restore_marker_format.read(dest_dir)
     logs = os.path.join(dest_dir, LOG_DIR)
-    holds = os.path.exists(os.path.join(dest_dir, DB_FILE)) or (
-        os.path.isdir(logs) and os.listdir(logs)
-    )
+    held = [
+        name
+        for name in os.listdir(dest_dir)
+        if not (name == LOG_DIR and os.path.isdir(logs) and not os.listdir(logs))
+    ]
     if marker is None:
-        if holds:
+        if held:
             raise JetError(
                 "JET_errInvalidPath",
-                f"{dest_dir} already holds a database or logs and no "
+                f"{dest_dir} is not empty (it holds {', '.join(sorted(held)[:3])}) and has no "
                 f"{restore_marker_format.RESTORE_MARKER} marker, so it is no interrupted restore "
                 "to complete: restore into an empty or new directory",
             )
@@ -394,15 +452,25 @@ def _check_destination(dest_dir: str, manifest: dict) -> bool:
 
 
 def _roll_forward(
-    env: Env, manifest: dict, log_dir: str, dest_logs: str, *, all_closed: bool
-) -> list[int]:
-    """Copy generations gen_high+1, gen_high+2, ... of ``log_dir`` while they chain on.
+    env: Env,
+    manifest: dict,
+    log_dir: str,
+    dest_logs: str,
+    *,
+    all_closed: bool,
+    stop_at_break: bool,
+) -> tuple[list[int], JetError | None]:
+    """Copy generations gen_high+1, gen_high+2, ... of ``log_dir`` while they chain on;
+    the generations copied, and the error of a break in the log after them.
     ``all_closed``: an archive's are; a live log's current generation is still open.
 
     Stopping short of a generation there above the backup's would restore without the
     commits between: a generation of this stream after a hole, or another stream's (the
     database's log restarted after logging=False or a lost log directory), fails the
-    restore naming where the log breaks.  Generations up to gen_high are the backup's own.
+    restore naming where the log breaks.  With ``stop_at_break`` (a restore to a target)
+    the roll-forward stops there instead, and the break's error is returned: a target
+    before it is reachable; one past it fails with that error, not "beyond the log".
+    Generations up to gen_high are the backup's own.
     """
     present = list_generations(env, log_dir)
     signature = bytes.fromhex(manifest["log_signature"])
@@ -418,13 +486,16 @@ def _roll_forward(
                 f" {log_dir} is stream {found.hex()}, not the backup's {signature.hex()}:"
                 " is it this database's log directory?",
             )
-    rolled = []
+    rolled, break_ahead = [], None
     for generation in following:
         if generation != manifest["gen_high"] + 1 + len(rolled):
-            raise _log_gap(log_dir, manifest["gen_high"] + 1 + len(rolled), generation)
-        found = _signature_of(env, log_dir, generation)
-        if found != signature:
-            raise _other_stream(log_dir, generation, found, signature)
+            break_ahead = _log_gap(log_dir, manifest["gen_high"] + 1 + len(rolled), generation)
+        elif (found := _signature_of(env, log_dir, generation)) != signature:
+            break_ahead = _other_stream(log_dir, generation, found, signature)
+        if break_ahead is not None:
+            if not stop_at_break:
+                raise break_ahead
+            break
         rolled.append(generation)
     for generation in rolled:
         name = generation_file_name(generation)
@@ -443,7 +514,7 @@ def _roll_forward(
         except JetError as exc:
             mapped = _ROLL_FORWARD_ERRORS.get(exc.name)
             raise JetError(mapped, exc.message) if mapped else exc from exc
-    return rolled
+    return rolled, break_ahead
 
 
 def _signature_of(env: Env, log_dir: str, generation: int) -> bytes:

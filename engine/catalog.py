@@ -28,6 +28,7 @@ counted on).  Times are commit times, from the records (redo_format.py).
 from __future__ import annotations
 
 import os
+import stat
 
 from . import archive_format
 from .backup import ATOMIC_NEW, ATOMIC_OLD, read_manifest
@@ -102,11 +103,11 @@ def _lsn(key: str, lsn: int | None) -> dict:
     return {key: lsn, f"{key}_text": None if lsn is None else format_lsn(lsn)}
 
 
-def _time(key: str, time_ns: int | None, *, round_up: bool = False) -> dict:
+def _time(key: str, time_ns: int | None) -> dict:
     """``key_ns``, then ``key`` as ISO-8601 to the microsecond: placed after it, this
     ``key`` is the one output.json_document keeps (it derives one to the millisecond
     from ``key_ns``; a restore target copied from that could fall before the commit)."""
-    return {f"{key}_ns": time_ns, key: iso_time(time_ns, round_up=round_up)}
+    return {f"{key}_ns": time_ns, key: iso_time(time_ns)}
 
 
 # -- backup chains ---------------------------------------------------------------------
@@ -147,8 +148,8 @@ def describe_chain(directory: str, verify: bool) -> CatalogChain:
     chain.update(
         _lsn("earliest_lsn", start if full.end_lsn is None else full.end_lsn),
         **_lsn("latest_lsn", start if whole.end_lsn is None else whole.end_lsn),
-        **_time("earliest_time", earliest_ns, round_up=True),
-        **_time("latest_time", whole.last_commit_ns),
+        **_time("earliest_time", earliest_ns),
+        **_time("latest_time", max(whole.last_commit_ns or earliest_ns, earliest_ns)),
         verified=True,
     )
     return chain
@@ -263,6 +264,17 @@ def describe_archive(archive: str, verify: bool) -> CatalogArchive:
     return described
 
 
+def _regular_file_size(path: str) -> int:
+    """The size of the regular file at ``path``; -1022 naming it if it is anything else."""
+    try:
+        status = os.stat(path)
+    except OSError as exc:
+        raise JetError("JET_errDiskIO", f"{path}: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(status.st_mode):
+        raise JetError("JET_errDiskIO", f"{path}: not a regular file")
+    return status.st_size
+
+
 def describe_stream(archive: str, signature: str, verify: bool) -> CatalogStream:
     """One stream's generations as contiguous runs, the gaps between them, and what the
     checks found; the runs' commit times as far as the checks got."""
@@ -293,12 +305,16 @@ def describe_stream(archive: str, signature: str, verify: bool) -> CatalogStream
         **_time("created_time", None),
         **_time("first_commit_time", None),
         **_time("last_commit_time", None),
-        "bytes": sum(os.path.getsize(generation_path(directory, g)) for g in generations),
+        "bytes": 0,
         "verified": False,
         "error": None,
     }
     reader = LogReader(DEFAULT_ENV, directory, signature=bytes.fromhex(signature))
     try:
+        # Sizes first, and only regular files read: a dangling link or a FIFO under a
+        # generation's name is damage to report, not a hang or a traceback.
+        for generation in generations:
+            stream["bytes"] += _regular_file_size(generation_path(directory, generation))
         for run, (low, high) in zip(ranges, runs, strict=True):
             created = check_headers(reader, low, high)
             span = read_span(reader, low, high, every_record=verify)

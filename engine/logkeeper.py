@@ -172,13 +172,12 @@ class LogKeeper:
         if self.failure is not None:
             raise self.failure
         try:
-            generation = self.stream.roll(self.checkpoint_lsn)
+            # Circular logging deletes as it rolls: no lower than what pins and the
+            # archive still need (the checkpoint's generation alone is not enough).
+            return self.stream.roll(self.checkpoint_lsn, floor_gen=self.floor)
         except JetError as exc:
             self.failure = log_write_error(exc)
             raise self.failure from exc
-        if self.stream.circular:
-            self.stream.truncate_below(self.floor)
-        return generation
 
     def truncate(self, below: int, checkpoint_lsn: int = 0) -> list[int]:
         """Delete generations < ``below``; refused if recovery or a pin needs one of them.

@@ -204,15 +204,18 @@ def _check_target(paths: LogPaths, restoring: Restoring, replay: Replay) -> None
         target = f"LSN {format_lsn(lsn)}"
         early, late = lsn < replay.earliest_lsn, lsn > replay.latest_lsn
     elif time_ns is not None:
+        # Times are given and printed to the microsecond (wall_time.iso_time): a bound
+        # as printed is a target that is accepted.  With no commit after the roll, the
+        # roll's own time is the latest too.
         target = f"time {iso_time(time_ns)}"
+        latest_ns = max(replay.latest_ns or replay.earliest_ns, replay.earliest_ns)
         early = time_ns < replay.earliest_ns
-        late = replay.latest_ns is None or time_ns > replay.latest_ns
+        late = time_ns // 1000 > latest_ns // 1000
     else:
         return
     times = (
-        f"from commit time {iso_time(replay.earliest_ns)} to {iso_time(replay.latest_ns)}"
-        if replay.latest_ns is not None
-        else "no commit time to stop at (the log holds no commit)"
+        f"from commit time {iso_time(replay.earliest_ns)} to "
+        f"{iso_time(max(replay.latest_ns or replay.earliest_ns, replay.earliest_ns))}"
     )
     reachable = (
         f"the backup and the log at hand reach from LSN {format_lsn(replay.earliest_lsn)} "

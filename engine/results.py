@@ -34,6 +34,7 @@ class ActorStatus(TypedDict, total=False):
     alive: bool
     uptime_s: float
     restarts: int
+    given_up: bool  # died too often to be restarted again (not an essential actor)
     busy_s: float
     info: dict[str, Any]  # what the actor reported when it became ready, and since
 
@@ -61,6 +62,7 @@ class ArchiveStatus(TypedDict, total=False):
 
     alive: bool
     pid: int
+    given_up: bool | None  # not alive: died MAX_RESTARTS times and is not restarted
     archive_dir: str
     stream: str  # the log signature (hex) of the stream archived: ARCHIVE/<stream>/
     archived_through: int  # every generation of the stream up to it is in the archive

@@ -11,18 +11,19 @@ from __future__ import annotations
 import datetime
 
 
-def iso_time(
-    time_ns: int | None, *, timespec: str = "microseconds", round_up: bool = False
-) -> str | None:
+def iso_time(time_ns: int | None, *, timespec: str = "microseconds") -> str | None:
     """``time_ns`` as ISO-8601 UTC (``2026-12-05T07:49:22.123456Z``), None for none.
 
-    Microseconds are as far as a datetime (a restore target) can say; ``round_up``
-    gives a lower bound whose text, taken as a target, does not fall before it.
+    Cut to the microsecond, as far as a datetime (a restore target) can say: a target
+    at a commit's printed time includes that commit (backup_restore ``_target``).  A
+    time no datetime can hold (past the year 9999) reads as its nanoseconds.
     """
     if not time_ns:
         return None
-    micros = -(-time_ns // 1000) if round_up else time_ns // 1000
-    seconds, rest = divmod(micros, 1_000_000)
-    moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    seconds, rest = divmod(time_ns // 1000, 1_000_000)
+    try:
+        moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return f"{time_ns} ns since 1970"
     text = moment.replace(microsecond=rest).isoformat(timespec=timespec)
     return text.replace("+00:00", "Z")

@@ -57,17 +57,28 @@ def fill(stream: LogStream, generations: int) -> None:
     stream.sync()
 
 
-def make_archiver(stream: LogStream, tmp_path, clock=None, archive=None, **kw) -> Archiver:
+def make_archiver(
+    stream: LogStream, tmp_path, clock=None, archive=None, claimed=True, **kw
+) -> Archiver:
+    """An archiver of an archive the open claimed, as the supervisor does (``claimed``)."""
+    archive = archive or str(tmp_path / "archive")
+    if claimed:
+        archive_format.claim(DEFAULT_ENV, archive, DB)
     return Archiver(
         DEFAULT_ENV,
         stream_logs(stream),
-        archive or str(tmp_path / "archive"),
+        archive,
         db_signature=DB,
         log_signature=SIGNATURE,
         events=EventLog(str(tmp_path)),
         clock=clock or Clock(),
         **kw,
     )
+
+
+def claimed_stream(tmp_path) -> ArchiveStream:
+    archive_format.claim(DEFAULT_ENV, str(tmp_path / "archive"), DB)
+    return ArchiveStream(DEFAULT_ENV, str(tmp_path / "archive"), DB, SIGNATURE)
 
 
 def stream_logs(stream: LogStream) -> str:
@@ -143,7 +154,7 @@ def test_a_new_archiver_resumes_after_what_the_archive_holds(log, tmp_path):
 
 def test_a_copy_already_archived_before_a_kill_is_adopted_when_identical(log, tmp_path):
     fill(log, 1)
-    stream = ArchiveStream(DEFAULT_ENV, str(tmp_path / "archive"), DB, SIGNATURE)
+    stream = claimed_stream(tmp_path)
     stream.add(stream_logs(log), 1, None)  # archived; the kill came before it was reported
     archiver = make_archiver(log, tmp_path)
     archiver.archived_through = 0  # as the log writer still believes
@@ -154,7 +165,7 @@ def test_a_copy_already_archived_before_a_kill_is_adopted_when_identical(log, tm
 
 def test_an_archived_copy_that_differs_is_refused_and_left_alone(log, tmp_path):
     fill(log, 1)
-    stream = ArchiveStream(DEFAULT_ENV, str(tmp_path / "archive"), DB, SIGNATURE)
+    stream = claimed_stream(tmp_path)
     stream.add(stream_logs(log), 1, None)
     final = generation_path(stream.path, 1)
     with open(final, "r+b") as f:
@@ -225,11 +236,55 @@ def test_a_vanished_archive_is_not_recreated(log, tmp_path):
     assert not os.path.exists(archive)
 
 
+def test_a_restarted_archiver_does_not_recreate_a_vanished_archive(log, tmp_path):
+    fill(log, 1)
+    make_archiver(log, tmp_path).step()
+    archive = str(tmp_path / "archive")
+    os.rename(archive, archive + ".unmounted")
+    successor = make_archiver(log, tmp_path, claimed=False)  # after a kill -9
+    assert successor.step() is False
+    assert successor.last_failure["err"] == -1811 and archive in successor.last_failure["message"]
+    assert not os.path.exists(archive)
+
+
+def test_another_copy_of_the_database_archiving_into_the_stream_is_refused(log, tmp_path):
+    """A copied instance directory (or a VM snapshot rolled back) writes the same stream
+    on: its generations carry the same numbers and differ."""
+    fill(log, 3)
+    make_archiver(log, tmp_path).step()
+    copy = LogStream.create(
+        DEFAULT_ENV, str(tmp_path / "copy"), log_file_size=SIZE, signature=SIGNATURE
+    )
+    fill(copy, 3)
+    other = Archiver(
+        DEFAULT_ENV,
+        str(tmp_path / "copy"),
+        str(tmp_path / "archive"),
+        db_signature=DB,
+        log_signature=SIGNATURE,
+        events=EventLog(str(tmp_path)),
+        clock=Clock(),
+    )
+    assert other.step() is False
+    assert other.archived_through == 0  # nothing of its log counts as archived
+    assert other.last_failure["err"] == -590
+    assert "another copy of this database" in other.last_failure["message"]
+    copy.close()
+
+
+def test_an_archive_identity_is_never_replaced_by_a_second_claim(tmp_path):
+    archive = str(tmp_path / "archive")
+    archive_format.claim(DEFAULT_ENV, archive, DB)
+    archive_format._publish_identity(DEFAULT_ENV, archive, bytes(16))  # a claim that lost
+    assert archive_format.read_identity(archive)["db_signature"] == DB.hex()
+    assert os.listdir(archive) == [archive_format.IDENTITY_FILE]
+
+
 def test_an_archive_of_another_database_is_refused(log, tmp_path):
     archive = str(tmp_path / "archive")
     archive_format.claim(DEFAULT_ENV, archive, bytes(16))
     fill(log, 1)
-    archiver = make_archiver(log, tmp_path)
+    archiver = make_archiver(log, tmp_path, claimed=False)
     with pytest.raises(JetError) as caught:
         archiver.open()
     assert caught.value.err == -555
@@ -349,6 +404,23 @@ def test_unarchived_generations_are_a_pin_in_circular_logging_too(tmp_path):
     assert list_generations(DEFAULT_ENV, logs)[0] == 3
     # A backup's truncation may not take what the archive has not taken either.
     assert keeper.truncate(stream.current_generation) == []
+    stream.close()
+
+
+@pytest.mark.parametrize("holder", ["archive", "backup pin"])
+def test_a_circular_roll_keeps_what_the_archive_or_a_pin_still_needs(tmp_path, holder):
+    logs = str(tmp_path / "logs")
+    stream = LogStream.create(
+        DEFAULT_ENV, logs, log_file_size=SIZE, signature=SIGNATURE, circular=True
+    )
+    archiving = ArchivePolicy() if holder == "archive" else None
+    keeper = LogKeeper(stream, 0, archiving=archiving)
+    if holder == "backup pin":
+        keeper.pin(1)
+    fill(stream, 2)
+    keeper.checkpoint_lsn = make_lsn(stream.current_generation, RECORDS_START)
+    keeper.roll()  # a backup's or archive_timeout's
+    assert list_generations(DEFAULT_ENV, logs)[0] == 1
     stream.close()
 
 

@@ -233,8 +233,28 @@ def test_an_archive_removed_while_running_is_loud_and_holds_the_log(tmp_path):
         (lambda tmp: {"archive_dir": tmp / "a", "archive_max_lag": 0}, -1003),
         (lambda tmp: {"archive_dir": tmp / "a", "logging": False}, -516),
         (lambda tmp: {"archive_dir": tmp / "db" / "archive"}, -1023),
+        (lambda tmp: {"archive_dir": tmp / "a", "archive_max_lag": 0.5}, -1003),
+        (lambda tmp: {"archive_dir": tmp / "a", "archive_timeout": 0.01}, -1003),
+        (lambda tmp: {"archive_dir": tmp / "no" / "a"}, -1023),
+        (lambda tmp: {"archive_dir": _symlink(tmp / "link", tmp / "db")}, -1023),
+        (lambda tmp: {"archive_dir": _instance(tmp / "other")}, -1023),
+        (lambda tmp: {"archive_dir": _foreign_archive(tmp / "theirs")}, -555),
     ],
-    ids=["timeout-alone", "not-a-path", "negative", "nan", "zero-lag", "no-log", "inside"],
+    ids=[
+        "timeout-alone",
+        "not-a-path",
+        "negative",
+        "nan",
+        "zero-lag",
+        "no-log",
+        "inside",
+        "half-a-byte",
+        "too-short-a-timeout",
+        "no-parent",
+        "inside-through-a-symlink",
+        "another-instance",
+        "another-databases-archive",
+    ],
 )
 def test_archiving_options_are_checked_before_anything_starts(tmp_path, options, err):
     db = tmp_path / "db"
@@ -242,6 +262,21 @@ def test_archiving_options_are_checked_before_anything_starts(tmp_path, options,
         Instance.open(str(db), **options(tmp_path))
     assert caught.value.err == err
     assert not db.exists() and not (tmp_path / "a").exists()
+
+
+def _symlink(link, target):
+    os.symlink(target, link)
+    return link
+
+
+def _instance(path):
+    Instance.open(str(path)).close()
+    return path
+
+
+def _foreign_archive(path):
+    archive_format.claim(DEFAULT_ENV, str(path), bytes(16))
+    return path
 
 
 def _signature(db) -> bytes:
@@ -321,3 +356,46 @@ def test_a_lost_machine_restores_through_the_archive_to_its_last_archived_commit
         expected = {k for k, lsn in lsns.items() if lsn <= lsns[key]}
         assert result["stopped_at_lsn"] == lsns[key]
         assert set(rows) - {b"before-backup"} == expected
+
+
+def test_a_gap_in_the_archive_stops_only_the_restores_that_cross_it(tmp_path):
+    """A run without the archive leaves a gap in it: a restore to a point before the gap
+    succeeds exactly; one past it, or to the end, fails with -528 naming the missing
+    generations - never a restore short of the target."""
+    db, archive, backup = tmp_path / "db", tmp_path / "archive", tmp_path / "backup"
+    backup.mkdir()
+    lsns: dict[bytes, int] = {}
+
+    def commit(inst, prefix: bytes, generations: int) -> None:
+        session = inst.session()
+        target = current_generation(inst) + generations
+        while current_generation(inst) < target:
+            key = prefix + b"%05d" % len(lsns)
+            session.begin()
+            session.put("t", key, key)
+            lsns[key] = session.commit()
+        session.close()
+
+    with open_archiving(db, archive) as inst:
+        inst.session().create_table("t")
+        inst.backup(str(backup))
+        commit(inst, b"a", 2)
+        archived = wait_until(lambda: caught_up(inst), "the archive caught up")
+        before_gap = max(v for v in lsns.values() if lsn_gen(v) <= archived["archived_through"])
+    with Instance.open(str(db)) as inst:  # a run without the archive
+        commit(inst, b"b", 2)
+        inst.backup(None)  # and its generations truncated
+    with open_archiving(db, archive) as inst:
+        commit(inst, b"c", 2)
+        wait_until(lambda: caught_up(inst), "the archive caught up")
+    result = restore(str(backup), str(tmp_path / "before"), log_dir=str(archive), until=before_gap)
+    assert result["stopped_at_lsn"] == before_gap
+    with Instance.open(str(tmp_path / "before")) as inst:
+        assert set(dict(inst.session().scan("t"))) == {
+            k for k, v in lsns.items() if v <= before_gap
+        }
+    for until, name in ((max(lsns.values()), "past"), (None, "end")):
+        with pytest.raises(JetError) as caught:
+            restore(str(backup), str(tmp_path / name), log_dir=str(archive), until=until)
+        assert caught.value.err == -528 and "missing" in caught.value.message
+        assert not (tmp_path / name).exists()

@@ -318,7 +318,7 @@ def test_json_document_conventions():
         "records": [
             {
                 "time_ns": 1_700_000_000_123_456_789,
-                "time": "2023-11-14T22:13:20.123Z",
+                "time": "2023-11-14T22:13:20.123456Z",
                 "seconds": 0.12,
             }
         ],

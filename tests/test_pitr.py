@@ -12,6 +12,7 @@ always a prefix of the log: the oracle's state at the LSN where it reports it st
 from __future__ import annotations
 
 import datetime
+import fcntl
 import json
 import os
 import random
@@ -30,6 +31,7 @@ from jetstore.engine.fileio import DEFAULT_ENV
 from jetstore.engine.log_format import RECORDS_START, format_lsn, lsn_gen, make_lsn
 from jetstore.engine.log_reader import LogReader, list_generations
 from jetstore.engine.storage import DB_FILE, LOG_DIR, Storage
+from jetstore.engine.wall_time import iso_time
 from jetstore.tools.arguments import restore_target
 from jetstore.tools.cli import main
 
@@ -275,6 +277,37 @@ def test_targets_outside_the_reachable_range_fail_naming_it(workload, tmp_path):
     assert failed.value.err == -543 and not (tmp_path / "alone").exists()
 
 
+def test_the_ends_of_the_range_as_printed_are_targets_that_take_in_their_commits(
+    workload, tmp_path
+):
+    whole = restore(workload.backup, tmp_path / "all", log_dir=workload.logs)
+    for key in ("earliest_time_ns", "latest_time_ns"):
+        printed = datetime.datetime.fromisoformat(iso_time(whole[key]).replace("Z", "+00:00"))
+        result = restore_and_check(workload, tmp_path / key, printed)
+        if key == "latest_time_ns":
+            assert result["stopped_at_lsn"] == whole["latest_lsn"]
+
+
+def test_a_time_no_datetime_past_9999_can_print_is_refused_as_beyond_the_log(workload, tmp_path):
+    far = datetime.datetime(
+        9999, 12, 31, 23, 59, 59, tzinfo=datetime.timezone(-datetime.timedelta(hours=14))
+    )
+    with pytest.raises(JetError) as failed:
+        restore(workload.backup, tmp_path / "out", log_dir=workload.logs, until=far)
+    assert failed.value.err == -543 and not (tmp_path / "out").exists()
+
+
+def test_a_status_callback_that_raises_fails_the_restore_with_2101(workload, tmp_path):
+    def callback(progress):
+        if progress.phase == "replay":
+            raise RuntimeError("the operator's code broke")
+
+    with pytest.raises(JetError) as failed:
+        restore(workload.backup, tmp_path / "out", log_dir=workload.logs, status=callback)
+    assert failed.value.err == -2101 and "RuntimeError" in failed.value.message
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize(
     ("until", "family", "text"),
     [
@@ -442,3 +475,28 @@ def test_a_time_target_restores_a_prefix_when_the_clock_went_back_across_a_resta
     assert failed.value.err == -543 and microsecond(base + 30 * second).isoformat()[:19] in str(
         failed.value
     )
+
+
+def test_a_second_restore_into_a_destination_being_restored_fails_at_once(workload, tmp_path):
+    dest = tmp_path / "out"
+    dest.mkdir()
+    held = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(held, fcntl.LOCK_EX)  # as the first restore holds it
+    try:
+        with pytest.raises(JetError) as failed:
+            restore(workload.backup, dest, log_dir=workload.logs)
+        assert failed.value.err == -506 and "another restore" in failed.value.message
+        assert os.listdir(dest) == []
+    finally:
+        os.close(held)
+    restore_and_check(workload, dest, None)  # once it is free
+
+
+def test_a_destination_holding_anything_else_is_refused_and_left_alone(workload, tmp_path):
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "notes.txt").write_text("mine")
+    with pytest.raises(JetError) as failed:
+        restore(workload.backup, dest, log_dir=workload.logs)
+    assert failed.value.err == -1023 and "notes.txt" in failed.value.message
+    assert os.listdir(dest) == ["notes.txt"]

@@ -10,8 +10,11 @@ restarted with growing backoff, at most MAX_RESTARTS times in a row.
 
 from __future__ import annotations
 
+import json
+
 from jetstore.actors import supervisor as sup
 from jetstore.actors.supervisor import ActorState, Supervisor
+from jetstore.engine.events_format import EVENTS_FILE
 
 
 class FakeClock:
@@ -145,6 +148,11 @@ def test_backup_worker_restarts_with_backoff_then_gives_up(tmp_path):
     supervisor.check()
     assert len(respawned) == sup.MAX_RESTARTS  # gave up
     assert supervisor.failure is None  # commits are not affected
+    status = supervisor.actor_status()["backup_worker"]
+    assert status["given_up"] and status["restarts"] == sup.MAX_RESTARTS  # and says so
+    with open(tmp_path / EVENTS_FILE) as events:
+        (given_up,) = [e for e in map(json.loads, events) if e["event"] == "actor-given-up"]
+    assert given_up["actor"] == "backup_worker"
 
 
 def test_a_stable_worker_earns_back_its_restarts(tmp_path):

@@ -63,6 +63,8 @@ def existing_path(path: str) -> str:
 def instance_directory(path: str) -> str:
     """A directory that exists, or that can be created in a directory that exists:
     ``serve /nonexistent/deep/dir`` must not build a whole tree from a typo."""
+    if not path:
+        raise argparse.ArgumentTypeError("an empty path")
     if os.path.exists(path):
         return existing_directory(path)
     parent = os.path.dirname(os.path.abspath(path))

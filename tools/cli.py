@@ -8,6 +8,7 @@ import argparse
 import os
 import sys
 
+from jetstore.engine.api import MIN_ARCHIVE_TIMEOUT
 from jetstore.engine.errors import CorruptionError, JetError
 from jetstore.tools import corrupt, ctl, exit_codes, info, keygen, load, torture
 from jetstore.tools.arguments import (
@@ -19,12 +20,11 @@ from jetstore.tools.arguments import (
     instance_directory,
     new_directory,
     number,
-    positive_float,
     restore_target,
 )
 from jetstore.tools.output import print_data
 from jetstore.tools.progress import status_callback
-from jetstore.tools.sizes import parse_size
+from jetstore.tools.sizes import positive_size
 
 
 def version() -> str:
@@ -243,14 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--archive-timeout",
-        type=positive_float,
+        type=number(float, MIN_ARCHIVE_TIMEOUT, f"at least {MIN_ARCHIVE_TIMEOUT} seconds"),
         metavar="S",
         help="roll the log at least every S seconds while commits arrive, so that at most "
         "S seconds of commits are only on this machine",
     )
     serve.add_argument(
         "--archive-max-lag",
-        type=parse_size,
+        type=positive_size,
         metavar="SIZE",
         help="unarchived local log (e.g. 1G) past which the archive stops holding the log "
         "back; default: hold it for as long as the archive fails",

@@ -32,7 +32,7 @@ def json_document(value):
             if is_lsn(key) and (item is None or type(item) is int):
                 document[f"{key}_text"] = None if item is None else lsn_text(item)
             elif key.endswith("time_ns") and (item is None or type(item) is int):
-                document[key.removesuffix("_ns")] = iso_time(item, timespec="milliseconds")
+                document[key.removesuffix("_ns")] = iso_time(item)
         return document
     if isinstance(value, (list, tuple)):
         return [json_document(item) for item in value]

@@ -25,3 +25,11 @@ def parse_size(text: str) -> int:
         raise SizeError(f"{text!r} is not a size (e.g. 512, 64K, 10M, 1G)")
     number, unit = match.groups()
     return int(Decimal(number) * UNITS[(unit or "").upper()])
+
+
+def positive_size(text: str) -> int:
+    """``parse_size``, at least one byte."""
+    size = parse_size(text)
+    if size < 1:
+        raise SizeError(f"{text!r} is not a size of at least one byte")
+    return size
