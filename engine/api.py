@@ -529,11 +529,12 @@ def _archiving(
             )
     # Checked before anything is created: the checks the open's claim makes again.
     real, instance = os.path.realpath(directory), os.path.realpath(path)
-    if real == instance or real.startswith(instance + os.sep):
+    if real == instance or real.startswith(instance + os.sep) or instance.startswith(real + os.sep):
         raise JetError(
             "JET_errInvalidPath",
-            f"archive {directory} is inside the instance {path}: an archive must survive "
-            "the loss of the instance's disk, so give it a directory of its own elsewhere",
+            f"archive {directory} and the instance {path} are one inside the other: an "
+            "archive must survive the loss of the instance's disk, so give it a directory "
+            "of its own elsewhere",
         )
     if os.path.exists(os.path.join(real, DB_FILE)) or os.path.isdir(os.path.join(real, LOG_DIR)):
         raise JetError(
