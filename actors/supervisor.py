@@ -86,6 +86,12 @@ ACTOR_MAINS = {
     "archiver": archiver.main,
 }
 ESSENTIAL = ("buffer_manager", "log_writer")
+SHUTDOWN = {  # each actor's requests, for its shutdown
+    "buffer_manager": schema.to_buffer_manager,
+    "log_writer": schema.to_log_control,
+    "backup_worker": schema.to_backup,
+    "archiver": schema.to_archiver,
+}
 # The others are restarted when they die: nothing of the instance depends on them.
 
 
@@ -516,7 +522,7 @@ class Supervisor:
         else:
             channel.health = exited  # stopping: this is the last call made on it
         try:
-            channel.call(schema.Request("shutdown", {}), timeout=timeout)
+            channel.call(SHUTDOWN[name].shutdown(), timeout=timeout)
         except JetError as exc:
             log.error("%s did not shut down cleanly: %s", name, exc)
         finally:

@@ -24,7 +24,7 @@ from jetstore.actors.supervisor import Supervisor
 from jetstore.protocol.channel import Channel
 from jetstore.protocol.schema import Request, to_archiver, to_backup, to_buffer_manager
 
-from . import archive_format
+from . import archive_format, restore_marker_format
 from .backup import Progress, backup_manifest_in
 from .client import Session
 from .errors import InvalidArgumentTypeError, JetError
@@ -291,6 +291,7 @@ class Instance(_Attached):
             check_tcp_endpoint(control)  # before anything is created
         if os.path.exists(path) and not os.path.isdir(path):
             raise JetError("JET_errInvalidPath", f"{path} exists and is not a directory")
+        restore_marker_format.refuse_open(path)  # -506 before the open leaves run/ there
         manifest = backup_manifest_in(path)
         if manifest is not None:  # recovery would rewrite the backup's files
             raise JetError(

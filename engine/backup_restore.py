@@ -39,6 +39,7 @@ from .log_format import generation_file_name, parse_generation_file_name
 from .log_reader import LogReader, list_generations
 from .recovery import Restoring
 from .results import BackupVerification, RestoreResult
+from .run_dir_format import RUN_DIR
 from .storage import DB_FILE, LOG_DIR, Storage
 
 # -- verification ---------------------------------------------------------------
@@ -428,10 +429,13 @@ def _check_destination(dest_dir: str, manifest: dict) -> bool:
     database there, and its cleanup must not take what it did not bring."""
     marker = restore_marker_format.read(dest_dir)
     logs = os.path.join(dest_dir, LOG_DIR)
+    # What is no data: an empty logs/, the runtime directory an open leaves, and the
+    # temporary marker of a restore killed while writing it.
     held = [
         name
         for name in os.listdir(dest_dir)
         if not (name == LOG_DIR and os.path.isdir(logs) and not os.listdir(logs))
+        and name not in (RUN_DIR, restore_marker_format.RESTORE_MARKER + ".tmp")
     ]
     if marker is None:
         if held:

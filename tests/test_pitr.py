@@ -500,3 +500,21 @@ def test_a_destination_holding_anything_else_is_refused_and_left_alone(workload,
         restore(workload.backup, dest, log_dir=workload.logs)
     assert failed.value.err == -1023 and "notes.txt" in failed.value.message
     assert os.listdir(dest) == ["notes.txt"]
+
+
+def test_a_restore_killed_while_writing_its_marker_is_completed_by_the_next(workload, tmp_path):
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "restore-in-progress.tmp").write_bytes(b'{"format": 1, "backu')  # cut short
+    restore_and_check(workload, dest, None)
+    assert not (dest / "restore-in-progress.tmp").exists()
+
+
+def test_opening_an_unfinished_restore_is_refused_and_leaves_nothing(workload, tmp_path):
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "restore-in-progress").write_text("{}")  # a marker that cannot be read
+    with pytest.raises(JetError) as failed:
+        Instance.open(str(dest))
+    assert failed.value.err == -506
+    assert os.listdir(dest) == ["restore-in-progress"]
