@@ -103,9 +103,8 @@ class ArchiveStream:
             check_chain(previous, summary, source)
         fault_point("archive-verified")
         final = generation_path(self.path, generation)
-        size, crc = file_crc(env, source)
         if env.exists(final):
-            if file_crc(env, final) != (size, crc):
+            if file_crc(env, final) != file_crc(env, source):
                 raise JetError(
                     "JET_errLogSequenceChecksumMismatch",
                     f"{final}: the archive already holds a generation {generation} of stream "
@@ -115,8 +114,8 @@ class ArchiveStream:
         temporary = os.path.join(self.incoming, generation_file_name(generation))
         if env.exists(temporary):  # what a copy cut short left
             env.remove(temporary)
-        copied = copy_file(env, source, temporary, None)
-        if copied != (size, crc) or file_crc(env, temporary) != (size, crc):
+        copied = copy_file(env, source, temporary, None)  # (size, CRC32C) of what it read
+        if file_crc(env, temporary) != copied:
             raise JetError(
                 "JET_errLogReadVerifyFailure",
                 f"{temporary}: the copy of {source} does not read back as written",
