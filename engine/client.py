@@ -30,7 +30,7 @@ from jetstore.protocol import codec
 from jetstore.protocol.channel import Channel
 from jetstore.protocol.schema import Request, to_buffer_manager
 
-from .errors import JetError
+from .errors import InvalidArgumentTypeError, JetError
 from .read_view import ReadView, Snapshot
 from .writeset import WriteSet, check_key, check_range, check_table_name, check_value
 
@@ -278,6 +278,8 @@ class Session:
         may lose it; this session sees it at once).  A WriteConflictError (-1102) if a
         key it wrote was committed by another since its snapshot: the transaction is
         over, retry it; -1054 if none is open."""
+        if type(lazy) is not bool:  # "yes" or 0 would commit, durably or not, by accident
+            raise InvalidArgumentTypeError("JET_errInvalidGrbit", "lazy must be a bool")
         with self._entered:
             snapshot = self._snapshot
             writes = self._end_transaction()
@@ -291,7 +293,7 @@ class Session:
                 writes=writes.tables,
                 snapshot_lsn=snapshot.lsn,
                 own_records=own or None,
-                lazy=bool(lazy),
+                lazy=lazy,
             )
             written = self._call(request)
             if lazy and written["record"] >= 0:

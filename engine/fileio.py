@@ -15,7 +15,7 @@ import ctypes.util
 import errno
 import os
 
-from .errors import JetError
+from .errors import InvalidArgumentTypeError, JetError
 
 # sync_file_range(2): start or await the writeback of a byte range, without flushing the
 # device cache - no durability promise, only pacing (the os module does not offer it).
@@ -177,7 +177,7 @@ def fspath(path: str | bytes | os.PathLike) -> str:
     try:
         path = os.fsdecode(os.fspath(path))
     except TypeError as exc:
-        raise JetError("JET_errInvalidPath", f"not a path: {path!r}") from exc
+        raise InvalidArgumentTypeError("JET_errInvalidPath", f"not a path: {path!r}") from exc
     if not path or "\0" in path:
         raise JetError("JET_errInvalidPath", f"invalid path {path!r}")
     return path

@@ -145,6 +145,30 @@ def test_a_wrong_open_option_type_is_a_type_error(tmp_path):
     assert caught.value.err == -1003 and "page_size" in caught.value.message
 
 
+@pytest.mark.parametrize("path", [5, 1.5, ["db"]], ids=["int", "float", "list"])
+def test_a_path_that_is_no_path_is_a_type_error_not_a_missing_directory(inst, tmp_path, path):
+    for call in (lambda: Instance.open(path), lambda: inst.backup(path)):
+        with pytest.raises(TypeError) as caught:
+            call()
+        assert isinstance(caught.value, InvalidArgumentTypeError)
+        assert not isinstance(caught.value, NotFoundError)
+        assert caught.value.err == -1023 and repr(path) in caught.value.message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["db"]  # nothing created
+
+
+def test_a_lazy_flag_that_is_no_bool_is_refused_and_the_transaction_stays_open(inst):
+    with inst.session() as session:
+        session.begin()
+        session.put("t", b"k", b"v")
+        with pytest.raises(InvalidArgumentTypeError) as caught:
+            session.commit(lazy="yes")
+        assert caught.value.name == "JET_errInvalidGrbit" and "lazy" in caught.value.message
+        assert session.get("t", b"k") == b"v"  # still its own uncommitted write
+        session.commit()
+    with inst.session() as other:
+        assert other.get("t", b"k") == b"v"
+
+
 @pytest.mark.parametrize(
     "family", [*FAMILIES, InvalidArgumentTypeError], ids=lambda family: family.__name__
 )

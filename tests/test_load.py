@@ -272,6 +272,7 @@ def test_no_backup_rows_when_no_backup_ran(tmp_path, capsys):
 
 BAD_VALUES = {
     "no clients": ["--clients", "0"],
+    "more clients than reader slots": ["--clients", "127"],
     "negative duration": ["--duration", "-1"],
     "endless duration": ["--duration", "inf"],
     "ratio above 1": ["--read-ratio", "1.5"],

@@ -9,10 +9,12 @@ import os
 import sys
 
 from jetstore.engine.page_format import PAGE_SIZES
+from jetstore.engine.reader_table_format import SLOTS
 from jetstore.tools.arguments import (
     instance_directory,
     non_negative_float,
     non_negative_int,
+    number,
     output_file,
     positive_float,
     positive_int,
@@ -22,6 +24,10 @@ from jetstore.tools.progress import is_terminal
 from .workload import ValueSize
 
 PROGRESS_ON_A_TERMINAL_S = 5
+
+# Each client process holds one of the instance's reader slots while it runs; the load
+# tool's own process may hold one more.  More clients would fail partway with -1059.
+MAX_CLIENTS = SLOTS - 1
 
 
 def _ratio(text: str) -> float:
@@ -76,10 +82,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--clients",
-        type=positive_int,
+        type=number(int, 1, f"from 1 to {MAX_CLIENTS}", MAX_CLIENTS),
         default=4,
         metavar="N",
-        help="client processes, each with its own connection (default 4)",
+        help=f"client processes, each with its own connection and reader slot (default 4, "
+        f"at most {MAX_CLIENTS})",
     )
     work = parser.add_argument_group("workload (seeded: the same options give the same stream)")
     work.add_argument(
