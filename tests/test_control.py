@@ -642,6 +642,25 @@ def test_tcp_control_with_curve_keys(over_tcp, context, tmp_path):
     assert allowed.result("ping")["pong"] is True
 
 
+def test_ctl_with_another_servers_key_is_told_so_not_timed_out(over_tcp, tmp_path):
+    # the client's HELLO is sealed to a key the server does not hold: it drops the
+    # connection at every attempt without a word, which once read as "timed out"
+    wrong_server_key, _ = make_client_keys(tmp_path / "not-the-server")
+    done = ctl(
+        over_tcp.endpoint,
+        "ping",
+        "--timeout",
+        "30",
+        "--curve-server-key",
+        wrong_server_key,
+        "--curve-client-key",
+        over_tcp.client_secret_file,
+    )
+    assert done.returncode == exit_codes.REFUSED, (done.returncode, done.stderr)
+    assert "dropped the CURVE handshake" in done.stderr and "server.key" in done.stderr
+    assert "timed out" not in done.stderr
+
+
 def test_a_client_key_added_or_removed_while_running_takes_effect(over_tcp, context, tmp_path):
     def operator_with(keys_dir) -> Operator:
         keys = zmq.auth.load_certificate(os.path.join(keys_dir, "client.key_secret"))

@@ -117,22 +117,42 @@ class ControlClient:
             curve = curve_keys(server_key, client_key)
         self.endpoint, self.timeout = endpoint, timeout
         self.context = zmq.Context()
-        refusals = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+        self.dropped_handshakes = 0
+        refusals = (
+            zmq.EVENT_HANDSHAKE_FAILED_AUTH
+            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+        )
         self.channel = Channel(
             self.context, endpoint, self._refused, curve=curve, monitor=refusals if curve else 0
         )
 
     def _refused(self) -> None:
-        """The Channel's health check: a CURVE handshake the server failed means no reply."""
+        """The Channel's health check: a CURVE handshake the server failed means no reply.
+
+        A server that refuses the client's key says so (FAILED_AUTH); one that cannot
+        read the client's HELLO - sealed to another server key - drops the connection
+        without a word (FAILED_NO_DETAIL), which a server going down mid-handshake can
+        do once too, so only the second drop counts."""
         monitor = self.channel.monitor
-        if monitor is not None and monitor.poll(0):
-            recv_monitor_message(monitor)
-            raise CtlFailure(
-                exit_codes.REFUSED,
-                f"refused: {self.endpoint} does not accept this client's CURVE key; its public "
-                "key (the .key beside the .key_secret) goes into DIR/run/curve/clients/ on the "
-                "server",
-            )
+        while monitor is not None and monitor.poll(0):
+            event = recv_monitor_message(monitor)["event"]
+            if event != zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+                raise CtlFailure(
+                    exit_codes.REFUSED,
+                    f"refused: {self.endpoint} does not accept this client's CURVE key; its "
+                    "public key (the .key beside the .key_secret) goes into "
+                    "DIR/run/curve/clients/ on the server",
+                )
+            self.dropped_handshakes += 1
+            if self.dropped_handshakes >= 2:
+                raise CtlFailure(
+                    exit_codes.REFUSED,
+                    f"refused: {self.endpoint} dropped the CURVE handshake "
+                    f"{self.dropped_handshakes} times: is --curve-server-key that server's "
+                    "public key (DIR/run/curve/server.key)? A socket that is not a jetstore "
+                    "control socket does this too",
+                )
 
     def call(self, request: Request, on_progress=None):
         try:
