@@ -132,3 +132,15 @@ def test_keygen_keys_load_and_pass_the_allow_list(tmp_path):
     allow = AllowList(allow_list(instance))
     assert allow.callback("*", public) is True
     assert allow.callback("*", other["public_key"].encode()) is False
+
+
+def test_a_damaged_file_in_the_allow_list_refuses_only_itself(tmp_path):
+    """As sshd skips a bad authorized_keys line: the other listed clients still connect."""
+    path = instance_with_curve_keys(tmp_path)
+    (tmp_path / "src" / "run" / "curve" / "clients" / "broken.key").write_bytes(GARBAGE)
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    with Instance.open(path, control=endpoint, **OPTIONS):
+        keys = ["--curve-server-key", server_key_file(path)]
+        keys += ["--curve-client-key", str(tmp_path / "operator" / "client.key_secret")]
+        done = run_cli("ctl", endpoint, "ping", "--timeout", "20", *keys, timeout=60)
+    assert done.returncode == 0, (done.returncode, done.stderr)
