@@ -156,6 +156,20 @@ def test_ceiling_holds_the_copy_to_its_rate():
     assert fake.now - throttle.started == pytest.approx(4.0)  # 4 MiB at 1 MiB/s
 
 
+def test_a_floor_above_the_ceiling_is_the_ceiling():
+    """``set-backup-rate 1M --min-rate 10M``: the cap wins, and a copy at the cap is not
+    behind (it keeps yielding to commits rather than catching up to 10 MiB/s)."""
+    fake = FakeTime()
+    throttle, paces = make_throttle(fake, foreground=True, share=0.4, rate=1 << 20)
+    throttle.set_rate(1 << 20, 10 << 20)
+    with throttle.copying():
+        for _ in range(4):
+            copy_chunk(fake, throttle, 0.2)  # 5 MiB/s: above the cap, below the floor
+            assert not throttle.behind
+    assert fake.now - throttle.started == pytest.approx(4.0)  # 4 MiB at 1 MiB/s
+    assert paces == [YIELD, STEADY]
+
+
 def test_log_activity_follows_the_live_generation(tmp_path):
     now = [5000.0]
     activity = LogActivity(str(tmp_path), window=0.1, clock=lambda: now[0])

@@ -339,7 +339,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "--min-rate",
         metavar="FLOOR",
         help="set-backup-rate: the rate in bytes/s (10M...) a backup keeps however busy the "
-        "machine (0 = no floor)",
+        "machine (0 = no floor; a floor above RATE is RATE: the cap wins)",
     )
     ctl.add_argument(
         "--json",
