@@ -3,8 +3,17 @@ kills and planned faults at random instants, every invariant checked, zero viola
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import signal
+import subprocess
+import sys
+import time
 
+import psutil
+
+from jetstore.tools import exit_codes
 from jetstore.tools.torture import Trial, run_campaign
 
 
@@ -40,4 +49,46 @@ def test_a_reader_report_cut_by_its_kill_is_not_read_as_a_snapshot_that_saw_noth
     assert sorted(v.split(",")[0] for v in whole.violations) == [
         "snapshot 0x1000034bd missed c0/0",
         "snapshot 0x1000034bd missed c1/0",
+    ]
+
+
+def test_ctrl_c_reports_the_trials_before_it_and_leaves_no_process(tmp_path):
+    """A Ctrl-C at the terminal (SIGINT to the whole foreground process group) lands in
+    the second trial while its clients run: the first trial is reported and written, no
+    child prints a traceback, and nothing the campaign started runs on."""
+    report_file, out_file, err_file = (tmp_path / name for name in ("report.json", "out", "err"))
+    with open(out_file, "w") as out, open(err_file, "w") as err:
+        campaign = subprocess.Popen(
+            [sys.executable, "-m", "jetstore.tools.cli", "torture", str(tmp_path / "t")]
+            + ["--trials", "50", "--seed", "7", "--json-file", str(report_file)],
+            stdout=out,
+            stderr=err,
+            start_new_session=True,  # its own process group, as a terminal's foreground job
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while not processes_naming(tmp_path / "t" / "trial1"):  # its clients run
+            assert campaign.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        os.killpg(campaign.pid, signal.SIGINT)
+        campaign.wait(timeout=120)
+    finally:
+        if campaign.poll() is None:
+            os.killpg(campaign.pid, signal.SIGKILL)
+    out, err = out_file.read_text(), err_file.read_text()
+    assert campaign.returncode == exit_codes.INTERRUPTED, (campaign.returncode, err[-2000:])
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-2000:]
+    assert "trial 1: interrupted, not checked" in out
+    report = json.loads(report_file.read_text())
+    assert report["interrupted"] is True and report["counts"]["trials"] == 1
+    assert report["violations"] == []
+    assert processes_naming(tmp_path) == []
+
+
+def processes_naming(path) -> list[int]:
+    """The processes with ``path`` (or a path under it) in their command line."""
+    return [
+        process.pid
+        for process in psutil.process_iter(["cmdline"])
+        if any(str(path) in arg for arg in process.info["cmdline"] or [])
     ]

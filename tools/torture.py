@@ -226,6 +226,23 @@ class Trial:
         # log while a killed worker's last commit may be there and not yet truncated.
         self.logged: dict[str, int] = {}
         self.live_log_reads_left = 0
+        self.children: list[subprocess.Popen] = []
+
+    def spawn(self, script: str, *args: str, **popen) -> subprocess.Popen:
+        """A child process running ``script``.  In a session of its own: a Ctrl-C at the
+        terminal reaches the campaign alone, which stops its children itself
+        (``stop_children``) instead of each printing a KeyboardInterrupt."""
+        child = subprocess.Popen(
+            [sys.executable, "-c", script, *args], start_new_session=True, **popen
+        )
+        self.children.append(child)
+        return child
+
+    def stop_children(self) -> None:
+        for child in self.children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
 
     # -- the run ------------------------------------------------------------------
     def run(self) -> None:
@@ -246,7 +263,7 @@ class Trial:
         neighbours = self.rng.choice([0, 0, 1, 3]) * (os.cpu_count() or 1)
         if neighbours:
             self.counts[f"trials beside {neighbours} CPU-bound neighbours"] += 1
-        spinners = [subprocess.Popen([sys.executable, "-c", SPINNER]) for _ in range(neighbours)]
+        spinners = [self.spawn(SPINNER) for _ in range(neighbours)]
         try:
             try:
                 inst.session().create_table("t")
@@ -257,32 +274,20 @@ class Trial:
                 self.counts["faults that fired before the load"] += 1
                 return
             processes = [
-                subprocess.Popen(
-                    [sys.executable, "-c", CLIENT, self.instance_dir, f"c{n}"],
-                    stdout=subprocess.PIPE,
-                    text=True,
-                )
+                self.spawn(CLIENT, self.instance_dir, f"c{n}", stdout=subprocess.PIPE, text=True)
                 for n in range(self.clients)
             ]
             readers = [
-                subprocess.Popen(
-                    [sys.executable, "-c", READER, self.instance_dir],
-                    stdout=subprocess.PIPE,
-                    text=True,
-                )
+                self.spawn(READER, self.instance_dir, stdout=subprocess.PIPE, text=True)
                 for _ in range(2)
             ]
             workers = [
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-c",
-                        ISOLATION_WORKER,
-                        self.instance_dir,
-                        f"w{n}",
-                        str(self.rng.randrange(1 << 30)),
-                        self.isolation_log(n),
-                    ],
+                self.spawn(
+                    ISOLATION_WORKER,
+                    self.instance_dir,
+                    f"w{n}",
+                    str(self.rng.randrange(1 << 30)),
+                    self.isolation_log(n),
                     stderr=subprocess.PIPE,
                     text=True,
                 )
@@ -425,10 +430,8 @@ class Trial:
         """A full backup asked for by a client process that dies during its callback."""
         dest = os.path.join(self.path, f"killed{len(self.backups)}")
         os.makedirs(dest)
-        caller = subprocess.Popen(
-            [sys.executable, "-c", DOOMED_BACKUP, self.instance_dir, dest],
-            stdout=subprocess.PIPE,
-            text=True,
+        caller = self.spawn(
+            DOOMED_BACKUP, self.instance_dir, dest, stdout=subprocess.PIPE, text=True
         )
         events = self.rng.randrange(1, 6)  # killed after this many progress events
         for _ in range(events):
@@ -642,9 +645,7 @@ class Trial:
     def kill_restore(self, backup: str, out: str) -> None:
         """kill -9 a restore of ``backup`` after a random number of its progress events;
         unless it had finished, ``out`` must then refuse to open (the caller re-runs it)."""
-        child = subprocess.Popen(
-            [sys.executable, "-c", DOOMED_RESTORE, backup, out], stdout=subprocess.PIPE, text=True
-        )
+        child = self.spawn(DOOMED_RESTORE, backup, out, stdout=subprocess.PIPE, text=True)
         finished = False
         for _ in range(self.rng.randrange(1, 8)):
             line = child.stdout.readline()
@@ -802,6 +803,7 @@ def run_campaign(
     violations: list[str] = []
     started = time.monotonic()
     trial = 0
+    interrupted = False
     while (trials is None or trial < trials) and (
         seconds is None or time.monotonic() - started < seconds
     ):
@@ -813,6 +815,11 @@ def run_campaign(
         try:
             run.run()
             run.check()
+        except KeyboardInterrupt:  # the report so far stands; this trial is not judged
+            run.stop_children()
+            print(f"trial {trial}: interrupted, not checked; kept in {path}", flush=True)
+            interrupted = True
+            break
         except Exception as exc:  # noqa: BLE001 - the campaign reports, it does not die
             run.violations.append(f"the trial itself failed: {type(exc).__name__}: {exc}")
         totals.update(run.counts)
@@ -830,7 +837,12 @@ def run_campaign(
         if not run.violations:
             shutil.rmtree(path, ignore_errors=True)
         trial += 1
-    return {"seed": seed, "counts": dict(totals), "violations": violations}
+    return {
+        "seed": seed,
+        "counts": dict(totals),
+        "violations": violations,
+        "interrupted": interrupted,
+    }
 
 
 # Memory settles after a warm-up: first-touched pages and allocator arenas grew about
@@ -897,7 +909,8 @@ def add_parser(subparsers) -> None:
             "jetstore torture /tmp/torture --seconds 600 --seed 214 --json-file report.json",
             "jetstore torture /tmp/torture --open-close 200",
             codes="Exit codes: 0 no violation, 1 the campaign could not run, 2 usage, "
-            "3 violations found (each printed as VIOLATION).",
+            "3 violations found (each printed as VIOLATION), 130 interrupted (Ctrl-C: the "
+            "trials before it are reported, and written to --json-file).",
         ),
     )
     parser.add_argument(
@@ -963,4 +976,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {'violations':45s} {len(report['violations'])}")
             failed = bool(report["violations"])
     write_report(report, args.json, args.json_file)
-    return exit_codes.DAMAGED if failed else exit_codes.OK
+    if failed:
+        return exit_codes.DAMAGED
+    return exit_codes.INTERRUPTED if report.get("interrupted") else exit_codes.OK
