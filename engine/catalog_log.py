@@ -50,16 +50,15 @@ class Span:
     last_commit_ns: int | None = None
 
     def take(self, record: LogRecord, where: str) -> None:
-        kind, body = redo_format.decode(record.payload, where)
+        _kind, body = redo_format.decode(record.payload, where)
         self.end_lsn = record.end_lsn
-        if kind == redo_format.COMMIT:
-            time_ns = redo_format.commit_time_ns(body)
-            if self.first_commit_ns is None or self.last_commit_ns is None:
-                self.first_commit_ns = self.last_commit_ns = time_ns
-            # The extremes, not the first and last in log order: a restore measures its
-            # range so, and a clock set back across a restart would otherwise narrow it.
-            self.first_commit_ns = min(self.first_commit_ns, time_ns)
-            self.last_commit_ns = max(self.last_commit_ns, time_ns)
+        time_ns = redo_format.record_time_ns(body)  # a commit's, or a table change's
+        if self.first_commit_ns is None or self.last_commit_ns is None:
+            self.first_commit_ns = self.last_commit_ns = time_ns
+        # The extremes, not the first and last in log order: a restore measures its
+        # range so, and a clock set back across a restart would otherwise narrow it.
+        self.first_commit_ns = min(self.first_commit_ns, time_ns)
+        self.last_commit_ns = max(self.last_commit_ns, time_ns)
 
 
 def read_span(
@@ -67,11 +66,11 @@ def read_span(
 ) -> Span:
     """The records of generations low..high (all closed) from ``from_lsn`` on (a backup's
     replay starts at its checkpoint).  Without ``every_record`` it reads back from the
-    end only until it meets a commit, and ``first_commit_ns`` stays None."""
+    end only until it meets a record, and ``first_commit_ns`` stays None."""
     if every_record:
         return _span(reader, low, high, from_lsn)
     # A record may start generations before the one holding its end, where a read that
-    # starts later does not see it: an empty tail doubles the reach until a commit shows.
+    # starts later does not see it: an empty tail doubles the reach until a record shows.
     reach = 2
     while True:
         start = max(low, high - reach + 1)

@@ -93,7 +93,8 @@ from dataclasses import dataclass
 from crc32c import crc32c
 
 MAGIC = b"JETLOG\r\n"
-FORMAT_VERSION = 3  # 2: SYNCED records; 3: commit records carry their time (redo_format)
+# 2: SYNCED records; 3: commit records carry their time; 4: every record does (redo_format)
+FORMAT_VERSION = 4
 
 FLAG_CIRCULAR_NOW = 0x2
 FLAG_CIRCULAR_EVER = 0x4

@@ -161,7 +161,7 @@ class Overlay:
                     versions[0].append(end_lsn)
                     self.bytes += VERSION_OVERHEAD + len(key) + (len(value) if value else 0)
         else:
-            changes = self.catalog.setdefault(body, ([], []))
+            changes = self.catalog.setdefault(redo_format.record_table(body), ([], []))
             changes[1].append(kind == redo_format.CREATE_TABLE)
             changes[0].append(end_lsn)
             self.bytes += VERSION_OVERHEAD

@@ -53,9 +53,10 @@ class Restoring:
 
     ``until_lsn``: apply every record that ends at or before it (a commit's LSN, what
     ``commit()`` returned, is the end of its record).  ``until_ns``: apply records up
-    to, not including, the first commit stamped later than it (PostgreSQL's
-    recovery_target_time), so the result is a prefix of the log even where commit
-    times went back across a restart.  Neither: the whole log.  ``progress(done,
+    to, not including, the first stamped later than it (PostgreSQL's
+    recovery_target_time; a table's creation or drop is stamped as a commit of its
+    own), so the result is a prefix of the log even where times went back across a
+    restart.  Neither: the whole log.  ``progress(done,
     total)``: log bytes read so far, once per generation.
     """
 
@@ -75,15 +76,16 @@ class Replay:
     """What a restore's replay did, and the range of stop points the log offered."""
 
     start_lsn: int  # the checkpoint replay began at
-    commits: int = 0  # applied
+    commits: int = 0  # commit records applied
     bytes: int = 0  # redo payload bytes applied
     stopped_at_lsn: int = 0  # the end of the last record applied (else start_lsn)
-    last_commit_ns: int | None = None  # the time of the last commit applied
+    # The time of the last record applied: a commit, or a table's creation or drop.
+    last_commit_ns: int | None = None
     earliest_lsn: int = 0  # the end of the last record at or before the roll
-    # The latest commit time at or before the roll (Restoring.roll_time_ns if none).
+    # The latest record time at or before the roll (Restoring.roll_time_ns if none).
     earliest_ns: int | None = None
     latest_lsn: int = 0  # the end of the last record in the log
-    latest_ns: int | None = None  # the latest commit time in the log
+    latest_ns: int | None = None  # the latest record time in the log
     stopped: bool = False  # a record was left out: the target came before the end
 
     def __post_init__(self) -> None:
@@ -93,25 +95,19 @@ class Replay:
         """Whether ``record``, ending at ``end_lsn``, is applied; every record of the
         log passes here, applied or not, to measure the reachable range."""
         kind, body = record
-        time_ns = redo_format.commit_time_ns(body) if kind == redo_format.COMMIT else None
+        time_ns = redo_format.record_time_ns(body)
         self.latest_lsn = end_lsn
-        if time_ns is not None:
-            self.latest_ns = time_ns if self.latest_ns is None else max(self.latest_ns, time_ns)
+        self.latest_ns = time_ns if self.latest_ns is None else max(self.latest_ns, time_ns)
         if end_lsn <= target.roll_lsn:
-            self.earliest_lsn = end_lsn
-            if time_ns is not None:
-                self.earliest_ns = self.latest_ns
+            self.earliest_lsn, self.earliest_ns = end_lsn, self.latest_ns
         if not self.stopped:
             late = target.until_lsn is not None and end_lsn > target.until_lsn
-            self.stopped = late or (
-                target.until_ns is not None and time_ns is not None and time_ns > target.until_ns
-            )
+            self.stopped = late or (target.until_ns is not None and time_ns > target.until_ns)
         if self.stopped:
             return False
         self.stopped_at_lsn = end_lsn
-        if time_ns is not None:
-            self.commits += 1
-            self.last_commit_ns = time_ns
+        self.commits += kind == redo_format.COMMIT
+        self.last_commit_ns = time_ns
         return True
 
 

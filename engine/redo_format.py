@@ -1,14 +1,18 @@
 """Payload of the logical redo records carried by the log (``log_format`` frames them).
 
-Each payload is one msgpack array ``[kind, body]``:
+Each payload is one msgpack array ``[kind, body]``, and every body opens with the
+record's time:
 
     kind  name          body
-       1  COMMIT        [commit_time_ns, [[table, [[key, value], ...]], ...]]
-                        value nil = delete; commit_time_ns: wall clock (UTC ns)
-                        when the buffer manager logged it, never below the one
-                        before it in this run (point-in-time restore stops by it)
-       2  CREATE_TABLE  table
-       3  DROP_TABLE    table
+       1  COMMIT        [time_ns, [[table, [[key, value], ...]], ...]]
+                        value nil = delete
+       2  CREATE_TABLE  [time_ns, table]
+       3  DROP_TABLE    [time_ns, table]
+
+time_ns: the wall clock (UTC ns) when the buffer manager logged the record, never
+below the one before it in this run.  A table's creation or drop is a commit of its
+own: a point-in-time restore stops by every record's time, so a table dropped after
+the target stays (log format 4; format 3 stamped commits only).
 
 A commit's puts and deletes are its final write set (one entry per key), so
 replaying a record twice leaves the same state: replay may start anywhere at or
@@ -37,13 +41,23 @@ def commit_record(writes: WriteSet, time_ns: int) -> Record:
     return COMMIT, [time_ns, [[table, list(kv.items())] for table, kv in writes.items()]]
 
 
+def table_record(kind: int, table: str, time_ns: int) -> Record:
+    """A CREATE_TABLE or DROP_TABLE record."""
+    return kind, [time_ns, table]
+
+
+def record_time_ns(body) -> int:
+    return body[0]
+
+
 def commit_tables(body) -> list:
     """A commit's writes: [[table, [[key, value], ...]], ...]."""
     return body[1]
 
 
-def commit_time_ns(body) -> int:
-    return body[0]
+def record_table(body) -> str:
+    """The table a CREATE_TABLE or DROP_TABLE record names."""
+    return body[1]
 
 
 def encode(record: Record) -> bytes:
@@ -58,8 +72,11 @@ def decode(payload: bytes, where: str) -> Record:
         raise JetError("JET_errLogCorrupted", f"{where}: undecodable redo record: {exc}") from exc
     if kind not in KIND_NAMES:
         raise JetError("JET_errLogCorrupted", f"{where}: unknown redo record kind {kind!r}")
-    if kind == COMMIT and not (
-        type(body) is list and len(body) == 2 and type(body[0]) is int and type(body[1]) is list
+    rest = list if kind == COMMIT else str
+    if not (
+        type(body) is list and len(body) == 2 and type(body[0]) is int and type(body[1]) is rest
     ):
-        raise JetError("JET_errLogCorrupted", f"{where}: a commit record without its time")
+        raise JetError(
+            "JET_errLogCorrupted", f"{where}: a {KIND_NAMES[kind]} record without its time"
+        )
     return kind, body

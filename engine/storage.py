@@ -72,11 +72,11 @@ class PinnedCheckpoint:
 
 
 class Storage:
-    wall_clock: Callable[[], int] = staticmethod(time.time_ns)  # commit times; tests inject
+    wall_clock: Callable[[], int] = staticmethod(time.time_ns)  # record times; tests inject
 
     def __init__(self) -> None:  # use Storage.open
         self.closed = True
-        self.last_commit_ns = 0  # the newest commit time this run wrote
+        self.last_record_ns = 0  # the newest record time this run wrote
 
     # -- open, create, recover --------------------------------------------
     @classmethod
@@ -237,12 +237,14 @@ class Storage:
         check_table_name(table)
         if table in self.tables:
             raise JetError("JET_errTableDuplicate", f"table {table!r} already exists")
-        return self._log_and_apply((redo_format.CREATE_TABLE, table), False)
+        record = redo_format.table_record(redo_format.CREATE_TABLE, table, self._record_time())
+        return self._log_and_apply(record, False)
 
     def drop_table(self, table: str) -> Ticket | None:
         self.check_usable()
         self.table_root(check_table_name(table))
-        return self._log_and_apply((redo_format.DROP_TABLE, table), False)
+        record = redo_format.table_record(redo_format.DROP_TABLE, table, self._record_time())
+        return self._log_and_apply(record, False)
 
     # -- reads: the current trees, or a transaction's snapshot (version_store.py) ----------
     def get(self, table: str, key: bytes, snapshot: int | None = None) -> bytes | None:
@@ -332,14 +334,18 @@ class Storage:
         if self.transactions.active:  # registered transactions' snapshots may need them
             self.transactions.versions.check_room(writes)
             before = {(t, k): self.get(t, k) for t, kv in writes.items() for k in kv}
-        # Commit times never go back within a run, whatever the wall clock does.
-        self.last_commit_ns = max(self.last_commit_ns, self.wall_clock())
-        record = redo_format.commit_record(writes, self.last_commit_ns)
+        record = redo_format.commit_record(writes, self._record_time())
         ticket = self._log_and_apply(record, lazy)
         self.transactions.committed(writes, ticket.number if ticket else None, before)
         if ticket is not None and not self.shipping:
             self.transactions.durable(ticket.number, self.log.end_lsn)
         return ticket
+
+    def _record_time(self) -> int:
+        """The time of a record about to be logged: never below the one before it in this
+        run, whatever the wall clock does."""
+        self.last_record_ns = max(self.last_record_ns, self.wall_clock())
+        return self.last_record_ns
 
     def _log_and_apply(self, record: redo_format.Record, lazy: bool) -> Ticket | None:
         try:
@@ -373,15 +379,17 @@ class Storage:
                     else:
                         root = btree.put(self.pager, root, key, value)
                 self._set_root(table, root)
-        elif kind == redo_format.CREATE_TABLE:
-            if body not in self.tables:
-                self._set_root(body, btree.create(self.pager))
-        elif body in self.tables:  # DROP_TABLE
-            for pgno in list(btree.walk_pages(self.pager, self.tables.pop(body))):
+            return
+        table = redo_format.record_table(body)
+        if kind == redo_format.CREATE_TABLE:
+            if table not in self.tables:
+                self._set_root(table, btree.create(self.pager))
+        elif table in self.tables:  # DROP_TABLE
+            for pgno in list(btree.walk_pages(self.pager, self.tables.pop(table))):
                 self.pager.free_page(pgno)
                 self.pager.cache.pop(pgno, None)
                 self.pager.dirty.pop(pgno, None)
-            self.changed_tables.add(body)
+            self.changed_tables.add(table)
 
     def _set_root(self, table: str, root: int) -> None:
         if self.tables.get(table) != root:

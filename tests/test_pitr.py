@@ -477,6 +477,44 @@ def test_a_time_target_restores_a_prefix_when_the_clock_went_back_across_a_resta
     )
 
 
+def test_a_restore_to_a_time_before_a_table_was_dropped_has_the_table_and_its_rows(tmp_path):
+    """A table's creation or drop is stamped as a commit of its own, so a restore to the
+    moment before the mistake - the drop - has the table, and nothing created after it;
+    a drop as the log's last record is a reachable target too."""
+    second = 1_000_000_000
+    base = time.time_ns()  # the backup is stamped about now, before everything after it
+    db, run = tmp_path / "db", tmp_path / "run"
+    run.mkdir()
+    storage = Storage.open(db, **OPTIONS)
+    storage.create_table("t")
+    storage.commit({"t": {b"before-backup": b"v"}}, None)
+    run_backup(storage, str(tmp_path / "bk"), run_dir=str(run))
+    readings = iter(base + n * second for n in (10, 20, 25, 30, 40))
+    storage.wall_clock = lambda: next(readings)
+    storage.commit({"t": {b"precious": b"v"}}, None)  # 10 s
+    storage.drop_table("t")  # 20 s: the mistake
+    storage.create_table("u")  # 25 s
+    storage.commit({"u": {b"later": b"v"}}, None)  # 30 s
+    storage.drop_table("u")  # 40 s: the log's last record
+    storage.close()
+
+    def tables_at(seconds: int) -> dict[str, dict[bytes, bytes]]:
+        dest = tmp_path / f"at{seconds}"
+        until = microsecond(base + seconds * second)
+        restore(tmp_path / "bk", dest, log_dir=db / LOG_DIR, until=until)
+        with Storage.open(dest, create=False) as restored:
+            return {table: dict(restored.scan(table)) for table in restored.list_tables()}
+
+    assert tables_at(15) == {"t": {b"before-backup": b"v", b"precious": b"v"}}
+    assert tables_at(22) == {}
+    assert tables_at(27) == {"u": {}}
+    assert tables_at(35) == {"u": {b"later": b"v"}}
+    assert tables_at(40) == {}  # the drop's own time
+    with pytest.raises(JetError) as failed:
+        tables_at(45)
+    assert failed.value.err == -543
+
+
 def test_a_second_restore_into_a_destination_being_restored_fails_at_once(workload, tmp_path):
     dest = tmp_path / "out"
     dest.mkdir()
