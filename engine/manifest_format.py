@@ -45,6 +45,9 @@ from typing import Any
 import crc32c
 
 from .errors import JetError
+from .log_format import parse_generation_file_name
+from .page_format import PAGE_SIZES
+from .storage import DB_FILE, LOG_DIR
 
 MANIFEST = "MANIFEST"
 FORMAT_VERSION = 1
@@ -92,7 +95,60 @@ def decode(raw: bytes, path: str) -> dict[str, Any]:
         raise JetError("JET_errInvalidBackup", f"{path}: manifest lacks {', '.join(missing)}")
     if manifest["format"] != FORMAT_VERSION:
         raise JetError("JET_errInvalidBackup", f"{path}: manifest format {manifest['format']}")
+    problem = _field_problem(manifest)
+    if problem:  # a checksum only shows the file is as written, not that it was well made
+        raise JetError("JET_errInvalidBackup", f"{path}: manifest {problem}")
     return manifest
+
+
+def _is_count(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _is_id(value: Any) -> bool:
+    try:
+        return type(value) is str and len(bytes.fromhex(value)) == 16
+    except ValueError:
+        return False
+
+
+def _field_problem(manifest: dict[str, Any]) -> str | None:
+    """What is wrong with the fields of a manifest whose checksum held, else None: every
+    reader may then take each field for what this module's layout says it is, and a
+    file name for one inside the backup (never "../" or an absolute path)."""
+    for name in ("backup_id", "db_signature", "log_signature"):
+        if not _is_id(manifest[name]):
+            return f"{name} {manifest[name]!r} is not 32 hex digits"
+    if manifest["page_size"] not in PAGE_SIZES or type(manifest["page_size"]) is not int:
+        return f"page_size {manifest['page_size']!r} is not one of {PAGE_SIZES}"
+    for name in ("checkpoint_lsn", "gen_low", "gen_high"):
+        if not _is_count(manifest[name]):
+            return f"{name} {manifest[name]!r} is not a whole number"
+    if manifest["gen_low"] > manifest["gen_high"]:
+        return f"gen_low {manifest['gen_low']} is above gen_high {manifest['gen_high']}"
+    chain = manifest["chain"]
+    if type(chain) is not list or not chain:
+        return "chain is not a list of backups, the full one first"
+    for n, entry in enumerate(chain):
+        kind = "full" if n == 0 else "incremental"
+        if type(entry) is not dict or entry.get("type") != kind or not _is_id(entry.get("id")):
+            return f"chain entry {n} is not {'a' if n else 'the'} {kind} backup with its id"
+        if not all(_is_count(entry.get(k)) for k in ("time_ns", "gen_low", "gen_high", "roll_lsn")):
+            return f"chain entry {n} lacks a whole time_ns, gen_low, gen_high or roll_lsn"
+    files = manifest["files"]
+    if type(files) is not dict or DB_FILE not in files:
+        return f"files does not list {DB_FILE}"
+    for name, entry in files.items():
+        logs_dir, _, generation = name.partition("/")
+        if name != DB_FILE and not (
+            logs_dir == LOG_DIR and parse_generation_file_name(generation) is not None
+        ):
+            return f"lists {name!r}, which is neither {DB_FILE} nor a {LOG_DIR}/ generation"
+        if type(entry) is not dict or not _is_count(entry.get("size")):
+            return f"entry of {name} has no whole size"
+        if not _is_count(entry.get("crc32c")):
+            return f"entry of {name} has no whole crc32c"
+    return None
 
 
 def chain_entry(kind: str, gen_low: int, gen_high: int, roll_lsn: int) -> dict[str, Any]:
