@@ -38,7 +38,7 @@ import time
 import crc32c
 
 from .errors import JetError
-from .fileio import Env, io_error
+from .fileio import Env, io_error, read_regular_file
 
 IDENTITY_FILE = "JETARCHIVE"
 INCOMING_DIR = "incoming"
@@ -55,8 +55,7 @@ def read_identity(archive: str) -> dict | None:
     (naming the file) if it cannot be read or is not one."""
     path = os.path.join(archive, IDENTITY_FILE)
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = read_regular_file(path)
     except FileNotFoundError:
         return None
     except OSError as exc:

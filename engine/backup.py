@@ -24,7 +24,7 @@ import crc32c
 
 from . import manifest_format
 from .errors import JetError
-from .fileio import DEFAULT_ENV, Env, File
+from .fileio import DEFAULT_ENV, Env, File, read_regular_file
 from .log_format import generation_file_name, lsn_gen, make_lsn
 from .log_reader import LogReader, list_generations
 from .meta_format import META_SLOTS, Meta
@@ -446,8 +446,7 @@ def write_manifest(env: Env, directory: str, manifest: dict) -> None:
 def read_manifest(directory: str) -> dict | None:
     path = os.path.join(directory, manifest_format.MANIFEST)
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = read_regular_file(path)
     except FileNotFoundError:
         return None
     except OSError as exc:

@@ -34,7 +34,7 @@ from .backup import (
 )
 from .database_file import read_meta
 from .errors import InvalidArgumentTypeError, JetError
-from .fileio import DEFAULT_ENV, Env, fspath
+from .fileio import DEFAULT_ENV, Env, fspath, io_error, open_regular
 from .log_format import generation_file_name, parse_generation_file_name
 from .log_reader import LogReader, list_generations
 from .recovery import Restoring
@@ -98,6 +98,8 @@ def verify_backup(
                 else "JET_errInvalidBackup",
                 f"{path}: listed in the manifest, missing",
             ) from None
+        except OSError as exc:  # a symlink loop, a directory's permissions...
+            raise io_error(exc, f"read {path}") from exc
         if (size, crc) != (entry["size"], entry["crc32c"]):
             raise JetError(
                 "JET_errInvalidBackup",
@@ -150,7 +152,7 @@ def _restore_error(exc: JetError) -> JetError:
 
 def _file_checksum(path: str) -> tuple[int, int]:
     crc, size = 0, 0
-    with open(path, "rb") as f:
+    with os.fdopen(open_regular(path), "rb") as f:
         while chunk := f.read(COPY_CHUNK):
             crc = crc32c.crc32c(chunk, value=crc)
             size += len(chunk)

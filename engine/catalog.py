@@ -22,7 +22,7 @@ A chain reaches from its full backup's roll (the restore of the full backup alon
 the end of its last backup's log, and further through a stream of an archive found
 beside it - in the same scan - with the same log signature, as long as that stream's
 generations continue from the chain's last one without a gap (a damaged stream is not
-counted on).  Times are commit times, from the records (redo_format.py).
+counted on).  Times are record times (a commit's, or a table's creation or drop: redo_format.py).
 """
 
 from __future__ import annotations
@@ -199,15 +199,14 @@ def _check_backup(directory: str, manifest: dict, reader: LogReader, verify: boo
         return
     for name, entry in sorted(manifest["files"].items()):
         file = os.path.join(directory, name)
-        try:
-            size = os.path.getsize(file)
-        except FileNotFoundError:
+        if not os.path.lexists(file):
             raise JetError(
                 "JET_errMissingRestoreLogFiles"
                 if name.startswith(LOG_DIR)
                 else "JET_errInvalidBackup",
                 f"{file}: listed in the manifest, missing",
-            ) from None
+            )
+        size = _regular_file_size(file)  # a FIFO, a directory, a symlink loop: -1022
         if size != entry["size"]:
             raise JetError(
                 "JET_errInvalidBackup", f"{file}: {size} bytes, the manifest says {entry['size']}"

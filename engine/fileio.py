@@ -14,6 +14,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import stat
 
 from .errors import InvalidArgumentTypeError, JetError
 
@@ -44,6 +45,31 @@ def io_error(exc: OSError, what: str) -> JetError:
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return JetError("JET_errFileAccessDenied", f"{what}: {exc.strerror}")
     return JetError("JET_errDiskIO", f"{what}: {exc.strerror or exc}")
+
+
+def open_regular(path: str, flags: int = os.O_RDONLY) -> int:
+    """A descriptor of the regular file at ``path``, opened with ``flags``.
+
+    Anything else is -1022 naming it: a FIFO where a backup or archive holds a file
+    would block the open, and then every read, until a writer came (hence O_NONBLOCK,
+    which regular files ignore); a directory would fail at the first read.  OSError
+    (a missing file, a symlink loop) is the caller's to translate."""
+    fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        os.close(fd)
+        raise
+    if not regular:
+        os.close(fd)
+        raise JetError("JET_errDiskIO", f"{path}: not a regular file")
+    return fd
+
+
+def read_regular_file(path: str) -> bytes:
+    """The whole regular file at ``path`` (``open_regular``'s errors)."""
+    with os.fdopen(open_regular(path), "rb") as f:
+        return f.read()
 
 
 class File:
@@ -112,23 +138,21 @@ class Env:
     file_class = File
 
     def open(self, path: str, *, create: bool = False, exclusive: bool = False) -> File:
-        flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
+        flags = os.O_RDWR
         if create:
             flags |= os.O_CREAT
         if exclusive:
             flags |= os.O_EXCL
-        try:
-            fd = os.open(path, flags, 0o644)
-        except OSError as exc:
-            raise io_error(exc, f"open {path}") from exc
-        return self.file_class(self, path, fd)
+        return self._open(path, flags)
 
     def open_read(self, path: str) -> File:
+        return self._open(path, os.O_RDONLY)
+
+    def _open(self, path: str, flags: int) -> File:
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            return self.file_class(self, path, open_regular(path, flags))
         except OSError as exc:
             raise io_error(exc, f"open {path}") from exc
-        return self.file_class(self, path, fd)
 
     def exists(self, path: str) -> bool:
         return os.path.exists(path)

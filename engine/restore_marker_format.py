@@ -28,7 +28,7 @@ import time
 import crc32c
 
 from .errors import JetError
-from .fileio import Env
+from .fileio import Env, read_regular_file
 
 RESTORE_MARKER = "restore-in-progress"
 FORMAT = 1
@@ -63,8 +63,7 @@ def read(dest: str) -> dict | None:
     """The marker's fields; ``{}`` for a marker that cannot be read; None without one."""
     path = os.path.join(dest, RESTORE_MARKER)
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = read_regular_file(path)
     except FileNotFoundError:
         return None
     except OSError:

@@ -264,7 +264,9 @@ def test_verify_finds_a_flipped_byte_in_a_backup_log_and_in_an_archive(scene, tm
     assert stream["error"]["name"] == "JET_errLogFileCorrupt"
     assert main(["info", str(scan), "--verify"]) == exit_codes.DAMAGED
     out = capsys.readouterr().out
-    assert out.count("DAMAGED") == 2 and damaged_log in out and damaged_generation in out
+    assert out.count("DAMAGED") == 3 and damaged_log in out and damaged_generation in out
+    archive_line = out.split("archive ", 1)[1].splitlines()[1]
+    assert archive_line.strip() == "status:   DAMAGED (a stream below)"  # not "ok" above it
 
 
 def test_a_missing_file_or_a_damaged_manifest_shows_without_verify(scene, tmp_path):

@@ -50,9 +50,9 @@ def describe(catalog: dict) -> list[str]:
 def _state(item: dict) -> str:
     """What the checks found in this item itself (an archive's streams say their own)."""
     error = item["error"]
-    if error is None:
-        return "ok"
-    return f"DAMAGED: {error['name']} ({error['err']}): {error['message']}"
+    if error is not None:
+        return f"DAMAGED: {error['name']} ({error['err']}): {error['message']}"
+    return "ok" if item["verified"] else "DAMAGED (a stream below)"
 
 
 def _when(text: str | None) -> str:
