@@ -225,7 +225,12 @@ class Supervisor:
             )
             if self.archiving is not None and self.logging:
                 # Here, so that the open fails on an archive of another database (-555).
-                claim_archive(DEFAULT_ENV, self.archiving["archive_dir"], recovered["db_signature"])
+                claim_archive(
+                    DEFAULT_ENV,
+                    self.archiving["archive_dir"],
+                    recovered["db_signature"],
+                    instance=self.path,
+                )
                 self._start_and_wait(
                     "archiver",
                     {

@@ -280,6 +280,27 @@ def test_an_archive_identity_is_never_replaced_by_a_second_claim(tmp_path):
     assert os.listdir(archive) == [archive_format.IDENTITY_FILE]
 
 
+def test_the_instance_remembers_its_archive_and_moves_with_it(tmp_path):
+    instance, first, second = (str(tmp_path / name) for name in ("db", "first", "second"))
+    os.mkdir(instance)
+    identity = archive_format.claim(DEFAULT_ENV, first, DB, instance=instance)
+    remembered = archive_format.read_archived_to(instance)
+    assert remembered["archive"] == os.path.realpath(first)
+    assert remembered["created_ns"] == identity["created_ns"]
+    archive_format.claim(DEFAULT_ENV, second, DB, instance=instance)  # another path: new
+    assert archive_format.read_archived_to(instance)["archive"] == os.path.realpath(second)
+
+
+def test_a_damaged_archive_record_is_no_record(tmp_path):
+    instance, archive = tmp_path / "db", str(tmp_path / "archive")
+    instance.mkdir()
+    (instance / archive_format.ARCHIVED_TO).write_text(
+        json.dumps({"format": 1, "archive": os.path.realpath(archive), "crc32c": 0})
+    )
+    archive_format.claim(DEFAULT_ENV, archive, DB, instance=str(instance))
+    assert archive_format.read_identity(archive)["db_signature"] == DB.hex()
+
+
 def test_an_archive_of_another_database_is_refused(log, tmp_path):
     archive = str(tmp_path / "archive")
     archive_format.claim(DEFAULT_ENV, archive, bytes(16))

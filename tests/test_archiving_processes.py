@@ -200,6 +200,36 @@ def test_an_archive_of_another_database_refuses_the_open_and_loses_nothing(tmp_p
     assert archive_format.streams(str(archive)) == [_signature(other).hex()]
 
 
+def test_an_archive_whose_disk_is_not_mounted_at_open_is_not_started_anew(tmp_path):
+    """An unmounted disk leaves its mount point, an empty directory: the open refuses
+    it (-1811) instead of starting a second archive there that the first, mounted
+    again, would hide; deleting DIR/archived-to is how an operator says "anew"."""
+    db, archive, disk = tmp_path / "db", tmp_path / "archive", tmp_path / "disk"
+    with open_archiving(db, archive) as inst:
+        inst.session().create_table("t")
+    record = archive_format.read_archived_to(str(db))
+    assert record["archive"] == os.path.realpath(archive)
+    archive.rename(disk)  # unmounted
+    archive.mkdir()
+    with pytest.raises(JetError) as refused:
+        open_archiving(db, archive)
+    assert refused.value.err == -1811
+    assert str(archive) in refused.value.message
+    assert archive_format.ARCHIVED_TO in refused.value.message
+    assert os.listdir(archive) == []  # nothing started there
+    archive.rmdir()
+    disk.rename(archive)  # mounted again
+    with open_archiving(db, archive) as inst:
+        assert inst.session().list_tables() == ["t"]
+    shutil.rmtree(archive)  # the operator means it: a new archive, and the record forgot
+    archive.mkdir()
+    os.remove(db / archive_format.ARCHIVED_TO)
+    open_archiving(db, archive).close()
+    new = archive_format.read_identity(str(archive))
+    assert new["created_ns"] > record["created_ns"]
+    assert archive_format.read_archived_to(str(db))["created_ns"] == new["created_ns"]
+
+
 def test_an_archive_removed_while_running_is_loud_and_holds_the_log(tmp_path):
     db, archive = tmp_path / "db", tmp_path / "archive"
     with open_archiving(db, archive) as inst:
