@@ -128,6 +128,7 @@ non_negative_float = number(float, 0, "zero or more")
 
 
 _LSN_TEXT = re.compile(r"\(\s*(0x[0-9a-f]+)\s*,\s*(0x[0-9a-f]+)\s*\)", re.IGNORECASE)
+_NUMBER_TEXT = re.compile(r"0[xX][0-9a-fA-F]+|[1-9][0-9]*|0")  # as an LSN is printed
 
 
 def restore_target(text: str) -> int | datetime.datetime:
@@ -140,13 +141,13 @@ def restore_target(text: str) -> int | datetime.datetime:
         if generation > MAX_GENERATION or offset > 0xFFFFFFFF:
             raise argparse.ArgumentTypeError(f"{text}: generation or offset past 32 bits")
         return make_lsn(generation, offset)
-    try:
-        value = int(text, 0)
-    except ValueError:
-        pass
-    else:
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{text} is a negative LSN")
+    if _NUMBER_TEXT.fullmatch(text.strip().removeprefix("-")) and text.strip()[:1] == "-":
+        raise argparse.ArgumentTypeError(f"{text} is a negative LSN")
+    number = _NUMBER_TEXT.fullmatch(text.strip())
+    if number:
+        value = int(number.group(0), 0)
+        if value > make_lsn(MAX_GENERATION, 0xFFFFFFFF):
+            raise argparse.ArgumentTypeError(f"{text}: an LSN past 64 bits")
         return value
     try:
         # Python 3.10's fromisoformat does not read a trailing Z, which the tools print.
