@@ -216,10 +216,11 @@ def restore(
     directory, manifest = locate_backup(fspath(backup_dir))
     logs_source, archived = _log_source(manifest, log_dir)
     inside = os.path.realpath(dest_dir)
-    if inside.startswith(os.path.realpath(fspath(backup_dir)) + os.sep):
-        raise JetError(
-            "JET_errInvalidPath", f"{dest_dir} is inside the backup {fspath(backup_dir)}"
-        )
+    # A restore inside what it reads from would write into it: the backup, or the log
+    # it rolls forward through (an archive, or a live instance's logs/).
+    for what, source in (("backup", backup_dir), ("log directory", log_dir)):
+        if source is not None and inside.startswith(os.path.realpath(fspath(source)) + os.sep):
+            raise JetError("JET_errInvalidPath", f"{dest_dir} is inside the {what} {source}")
     created = not os.path.exists(dest_dir)
     env.makedirs(dest_dir)
     lock = _lock_destination(dest_dir)

@@ -97,6 +97,16 @@ def test_a_restore_into_the_backup_itself_is_refused(tmp_path, instance):
     assert tree(backup) == before
 
 
+def test_a_restore_into_the_log_it_rolls_forward_through_is_refused(tmp_path, instance):
+    backup, _files = backed_up(tmp_path, instance)
+    logs = tmp_path / "db" / "logs"
+    before = tree(logs)
+    with pytest.raises(JetError) as refused:
+        restore(backup, logs / "restored", log_dir=logs)
+    assert refused.value.err == -1023 and "inside the log directory" in refused.value.message
+    assert tree(logs) == before
+
+
 def test_an_atomic_backup_replaces_what_a_failed_one_left_in_temp(tmp_path, instance):
     backup = tmp_path / "bk"
     (backup / "temp" / "logs").mkdir(parents=True)
