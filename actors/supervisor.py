@@ -34,11 +34,9 @@ import fcntl
 import logging
 import os
 import shutil
-import sys
 import threading
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import multiprocess
@@ -57,6 +55,7 @@ from jetstore.protocol import codec, schema
 from jetstore.protocol.channel import Channel
 
 from . import archiver, backup_worker, buffer_manager, log_writer
+from .child_start import interrupts_held, start_child
 from .fault_plan import FAULTS_VARIABLE
 from .runtime import (
     ENDPOINT_NAMES,
@@ -277,15 +276,15 @@ class Supervisor:
         process = self.processes.Process(
             target=ACTOR_MAINS[name], args=(config,), name=f"jetstore-{name}", daemon=True
         )
-        with _application_main_hidden():
-            process.start()
-        now = self.clock()
-        previous = self.actors.get(name)
-        restarts = previous.restarts if previous else 0
-        state = ActorState(
-            name, process, now, now, restarts=restarts, options=options, pid=process.pid
-        )
-        self.actors[name] = state
+        with interrupts_held():  # a Ctrl-C comes once _kill_all knows the new actor
+            start_child(process)
+            now = self.clock()
+            previous = self.actors.get(name)
+            restarts = previous.restarts if previous else 0
+            state = ActorState(
+                name, process, now, now, restarts=restarts, options=options, pid=process.pid
+            )
+            self.actors[name] = state
         return state
 
     def _start_and_wait(self, name: str, options: dict) -> dict:
@@ -571,37 +570,6 @@ class Supervisor:
             fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
             os.close(self.lock_fd)
             self.lock_fd = None
-
-
-_NO_VALUE = object()
-_main_lock = threading.Lock()
-
-
-@contextmanager
-def _application_main_hidden():
-    """Start a child without re-running the application's ``__main__`` in it.
-
-    spawn and forkserver children normally import the parent's main module
-    (as ``__mp_main__``) so pickled objects from it resolve.  Actors need
-    nothing from it, and importing it would run an unguarded application
-    script's top-level code once per actor - or fail outright for a script
-    read from stdin.  Preparing the child while main names no file or spec
-    skips that step.
-    """
-    main = sys.modules["__main__"]
-    with _main_lock:
-        saved_file = main.__dict__.pop("__file__", _NO_VALUE)
-        saved_spec = main.__dict__.get("__spec__", _NO_VALUE)
-        main.__spec__ = None
-        try:
-            yield
-        finally:
-            if saved_file is not _NO_VALUE:
-                main.__file__ = saved_file
-            if saved_spec is _NO_VALUE:
-                del main.__spec__
-            else:
-                main.__spec__ = saved_spec
 
 
 def _kill(process, signal_first: bool = True) -> None:

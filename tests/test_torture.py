@@ -85,10 +85,11 @@ def test_ctrl_c_reports_the_trials_before_it_and_leaves_no_process(tmp_path):
     assert processes_naming(tmp_path) == []
 
 
-def processes_naming(path) -> list[int]:
-    """The processes with ``path`` (or a path under it) in their command line."""
+def processes_naming(path) -> list[tuple[int, str, list[str]]]:
+    """The live processes with ``path`` (or a path under it) in their command line."""
     return [
-        process.pid
-        for process in psutil.process_iter(["cmdline"])
+        (process.pid, process.info["status"], process.info["cmdline"])
+        for process in psutil.process_iter(["cmdline", "status"])
         if any(str(path) in arg for arg in process.info["cmdline"] or [])
+        and process.info["status"] != psutil.STATUS_ZOMBIE
     ]

@@ -53,6 +53,7 @@ import threading
 import time
 from collections import Counter
 
+from jetstore.actors.child_start import interrupts_held
 from jetstore.actors.fault_plan import FAULTS_VARIABLE
 from jetstore.engine import Instance, JetError, archive_format, restore, verify_backup
 from jetstore.engine.archiving import ARCHIVE_STEPS, file_crc
@@ -232,10 +233,11 @@ class Trial:
         """A child process running ``script``.  In a session of its own: a Ctrl-C at the
         terminal reaches the campaign alone, which stops its children itself
         (``stop_children``) instead of each printing a KeyboardInterrupt."""
-        child = subprocess.Popen(
-            [sys.executable, "-c", script, *args], start_new_session=True, **popen
-        )
-        self.children.append(child)
+        with interrupts_held():  # a Ctrl-C comes once stop_children knows the child
+            child = subprocess.Popen(
+                [sys.executable, "-c", script, *args], start_new_session=True, **popen
+            )
+            self.children.append(child)
         return child
 
     def stop_children(self) -> None:
